@@ -1,0 +1,127 @@
+"""The one settings object of the pipeline, read once from the environment.
+
+Environment variables use the prefix ``PINPIPE_`` and ``__`` for nested fields, e.g.
+``PINPIPE_KAFKA__BOOTSTRAP_SERVERS``. A ``.env`` file in the working directory is read too, and
+after it the file ``pinpipe local up`` writes, so that a shell needs no exports to use the
+embedded services. Real environment variables always win.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KINDS = ("pin", "geo", "user")
+Kind = Literal["pin", "geo", "user"]
+
+# Where `pinpipe local up` keeps pids, logs and the endpoints it chose.
+LOCAL_STATE_DIR = Path(os.environ.get("PINPIPE_LOCAL_STATE", ".pinpipe/local"))
+LOCAL_ENV_FILE = LOCAL_STATE_DIR / "services.env"
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str | None = None
+    # Extra librdkafka settings for consumers and producers (security.protocol, sasl.*, ...).
+    client_config: dict[str, str] = Field(default_factory=dict)
+    # tansu reports the high watermark as the base offset of the last batch + 1, so producers of
+    # the local profile send one message per batch. Harmless (only slower) on a real broker.
+    one_message_per_batch: bool = False
+
+
+class KinesisSettings(BaseModel):
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+
+
+class S3Settings(BaseModel):
+    endpoint_url: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PINPIPE_",
+        env_nested_delimiter="__",
+        env_file=(".env", str(LOCAL_ENV_FILE)),
+        extra="ignore",
+    )
+
+    prefix: str = Field("demo", pattern=r"^[A-Za-z0-9._-]+$")
+    lake: str = "./lake"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    kinesis: KinesisSettings = Field(default_factory=KinesisSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    # Processing-time trigger of `pinpipe stream` (Spark interval string).
+    trigger_interval: str = Field("10 seconds", pattern=r"^\d+\s*(ms|milliseconds?|seconds?|minutes?|hours?)$")
+    # Per-micro-batch row cap of each source (Spark's maxOffsetsPerTrigger); None = no cap.
+    max_offsets_per_trigger: int | None = Field(None, gt=0)
+    starting_offsets: str = "earliest"
+    spark_master: str = "local[2]"
+    shuffle_partitions: int = Field(2, gt=0)
+
+    @field_validator("lake")
+    @classmethod
+    def _lake_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.rstrip("/")
+
+    def topic(self, kind: str) -> str:
+        return f"{self.prefix}.{kind}"
+
+    @property
+    def topics(self) -> list[str]:
+        return [self.topic(kind) for kind in KINDS]
+
+    def stream_name(self, kind: str) -> str:
+        return f"streaming-{self.prefix}-{kind}"
+
+    def table_path(self, name: str) -> str:
+        return f"{self.lake}/{name}"
+
+    def checkpoint_path(self, query_name: str) -> str:
+        return f"{self.lake}/_checkpoints/{query_name}"
+
+    def kafka_config(self) -> dict[str, str]:
+        if not self.kafka.bootstrap_servers:
+            raise SettingsError(
+                "PINPIPE_KAFKA__BOOTSTRAP_SERVERS: not set (run `pinpipe local up` or point it at a broker)"
+            )
+        return {"bootstrap.servers": self.kafka.bootstrap_servers, **self.kafka.client_config}
+
+
+class SettingsError(SystemExit):
+    """Raised with one line naming the setting and its problem; exits the CLI with status 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = 2
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        name = "PINPIPE_" + "__".join(str(part).upper() for part in item["loc"])
+        problems.append(f"{name}: {item['msg']} (got {item.get('input')!r})")
+    return "invalid setting " + "; ".join(problems)
+
+
+def load_settings(**overrides) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The settings of this process, read once."""
+    return load_settings()

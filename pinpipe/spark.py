@@ -1,0 +1,36 @@
+"""The SparkSession of the pipeline: one place that knows how to build it."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+
+def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shuffle_partitions: int = 2,
+                        ui: bool = False) -> SparkSession:
+    # Workers must run this interpreter (with pyarrow and the project installed), not whatever
+    # `python3` is first on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.master(master)
+        .appName(app_name)
+        .config("spark.ui.enabled", str(ui).lower())
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+    )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    register_data_sources(spark)
+    return spark
+
+
+def register_data_sources(spark: SparkSession) -> None:
+    from streaming.kafka_source import KafkaDataSource
+
+    spark.dataSource.register(KafkaDataSource)

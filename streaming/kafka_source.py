@@ -1,0 +1,353 @@
+"""A Kafka source for PySpark Structured Streaming, as a Spark 4 Python Data Source on confluent-kafka.
+
+Open-source Spark's Kafka source is a JVM package this machine cannot fetch, so this reader speaks
+its vocabulary instead: the same option names (``subscribe``, ``subscribePattern``,
+``startingOffsets``, ``maxOffsetsPerTrigger``, ``failOnDataLoss``, ``includeHeaders``, ``kafka.*``
+client settings) and the same output columns (``key, value, topic, partition, offset, timestamp,
+timestampType`` and optionally ``headers``).
+
+Offsets are ``{"topic": {"partition": next_offset}}`` and live in the Spark checkpoint, exactly as
+in Spark's own source. A micro-batch is the half-open range [start, end) of each partition, so a
+batch replayed after a crash reads the very same records. New partitions are found at every
+planning step and read from their earliest offset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Iterator
+
+import pyarrow as pa
+from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows, SupportsTriggerAvailableNow
+from pyspark.sql.types import StructType
+
+log = logging.getLogger(__name__)
+
+Offsets = dict[str, dict[str, int]]  # topic -> partition (as string, JSON keys) -> next offset
+
+BASE_SCHEMA = ("key binary, value binary, topic string, partition int, offset long, "
+               "timestamp timestamp, timestampType int")
+HEADERS_SCHEMA = ", headers array<struct<key: string, value: binary>>"
+
+_ARROW_FIELDS = [
+    pa.field("key", pa.binary()), pa.field("value", pa.binary()), pa.field("topic", pa.string()),
+    pa.field("partition", pa.int32()), pa.field("offset", pa.int64()),
+    pa.field("timestamp", pa.timestamp("us", tz="UTC")), pa.field("timestampType", pa.int32()),
+]
+_ARROW_HEADERS = pa.field("headers", pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())])))
+
+EARLIEST, LATEST = -2, -1
+ROWS_PER_ARROW_BATCH = 10_000
+
+
+class KafkaDataLossError(RuntimeError):
+    """Records the query still needed are gone (retention, a deleted topic). See failOnDataLoss."""
+
+
+class KafkaSourceOptionError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class KafkaOptions:
+    client_config: dict[str, str]
+    topics: tuple[str, ...]
+    topic_pattern: str | None
+    starting_offsets: str
+    max_offsets_per_trigger: int | None
+    fail_on_data_loss: bool
+    include_headers: bool
+    poll_timeout_s: float
+
+    @classmethod
+    def parse(cls, options) -> "KafkaOptions":
+        get = options.get
+        client_config = {k[len("kafka."):]: v for k, v in dict(options).items() if k.lower().startswith("kafka.")}
+        if "bootstrap.servers" not in client_config:
+            raise KafkaSourceOptionError("option kafka.bootstrap.servers is required")
+        subscribe, pattern = get("subscribe"), get("subscribePattern")
+        if bool(subscribe) == bool(pattern):
+            raise KafkaSourceOptionError("set exactly one of the options subscribe and subscribePattern")
+        if pattern:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise KafkaSourceOptionError(f"option subscribePattern is not a valid regex: {error}") from None
+        max_offsets = get("maxOffsetsPerTrigger")
+        if max_offsets is not None and (not str(max_offsets).isdigit() or int(max_offsets) <= 0):
+            raise KafkaSourceOptionError(f"option maxOffsetsPerTrigger must be a positive integer, got {max_offsets!r}")
+        starting = get("startingOffsets") or "latest"
+        if starting not in ("earliest", "latest"):
+            try:
+                parsed = json.loads(starting)
+                assert isinstance(parsed, dict) and all(isinstance(v, dict) for v in parsed.values())
+            except (ValueError, AssertionError):
+                raise KafkaSourceOptionError(
+                    "option startingOffsets must be earliest, latest or JSON like "
+                    '{"topic": {"0": 23, "1": -2}}, got ' + repr(starting)
+                ) from None
+        return cls(
+            client_config=client_config,
+            topics=tuple(t.strip() for t in (subscribe or "").split(",") if t.strip()),
+            topic_pattern=pattern,
+            starting_offsets=starting,
+            max_offsets_per_trigger=int(max_offsets) if max_offsets else None,
+            fail_on_data_loss=str(get("failOnDataLoss") or "true").lower() == "true",
+            include_headers=str(get("includeHeaders") or "false").lower() == "true",
+            poll_timeout_s=float(get("pollTimeoutMs") or 120_000) / 1000,
+        )
+
+
+class KafkaDataSource(DataSource):
+    """``spark.readStream.format("pinpipe-kafka")``: Spark's Kafka source, in Python."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "pinpipe-kafka"
+
+    def schema(self) -> str:
+        include_headers = str(self.options.get("includeHeaders") or "false").lower() == "true"
+        return BASE_SCHEMA + (HEADERS_SCHEMA if include_headers else "")
+
+    def streamReader(self, schema: StructType) -> "KafkaStreamReader":
+        return KafkaStreamReader(KafkaOptions.parse(self.options))
+
+
+@dataclass(frozen=True)
+class KafkaRange(InputPartition):
+    topic: str
+    partition: int
+    start: int  # first offset to read
+    end: int    # first offset not to read
+    options: KafkaOptions
+
+
+class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+    def __init__(self, options: KafkaOptions) -> None:
+        self.options = options
+        self._metadata_client = None
+        self._available_now_end: Offsets | None = None
+        self._last_latest: Offsets | None = None
+
+    # -- metadata (driver side) --------------------------------------------------------------
+    @property
+    def _client(self):
+        from confluent_kafka import Consumer
+
+        if self._metadata_client is None:
+            self._metadata_client = Consumer({
+                **self.options.client_config, "group.id": f"pinpipe-metadata-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+            })
+        return self._metadata_client
+
+    def _topic_partitions(self) -> dict[str, list[int]]:
+        metadata = self._client.list_topics(timeout=30)
+        if self.options.topic_pattern:
+            pattern = re.compile(self.options.topic_pattern)
+            names = [t for t in metadata.topics if pattern.fullmatch(t) and not t.startswith("__")]
+        else:
+            names = list(self.options.topics)
+        found = {}
+        for name in names:
+            topic = metadata.topics.get(name)
+            if topic is None or topic.error is not None or not topic.partitions:
+                continue  # not created yet: like Spark, wait for it
+            found[name] = sorted(topic.partitions)
+        return found
+
+    def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:
+        from confluent_kafka import TopicPartition
+
+        return self._client.get_watermark_offsets(TopicPartition(topic, partition), timeout=30, cached=False)
+
+    def _current(self, which: int) -> Offsets:
+        index = 0 if which == EARLIEST else 1
+        return {
+            topic: {str(p): self._watermarks(topic, p)[index] for p in partitions}
+            for topic, partitions in self._topic_partitions().items()
+        }
+
+    # -- offsets ----------------------------------------------------------------------------
+    def initialOffset(self) -> Offsets:
+        starting = self.options.starting_offsets
+        if starting in ("earliest", "latest"):
+            return self._current(EARLIEST if starting == "earliest" else LATEST)
+        requested = json.loads(starting)
+        resolved: Offsets = {}
+        for topic, partitions in self._topic_partitions().items():
+            resolved[topic] = {}
+            for p in partitions:
+                # Partitions the JSON leaves out start at earliest: never skip data silently.
+                wanted = int(requested.get(topic, {}).get(str(p), EARLIEST))
+                if wanted in (EARLIEST, LATEST):
+                    wanted = self._watermarks(topic, p)[0 if wanted == EARLIEST else 1]
+                resolved[topic][str(p)] = wanted
+        return resolved
+
+    def prepareForTriggerAvailableNow(self) -> None:
+        # Everything there now, nothing that arrives later.
+        self._available_now_end = self._current(LATEST)
+
+    def getDefaultReadLimit(self) -> ReadLimit:
+        if self.options.max_offsets_per_trigger:
+            return ReadMaxRows(self.options.max_offsets_per_trigger)
+        return ReadAllAvailable()
+
+    def latestOffset(self, start: Offsets, limit: ReadLimit) -> Offsets:
+        latest = self._available_now_end if self._available_now_end is not None else self._current(LATEST)
+        self._last_latest = latest
+        begin: Offsets = {}
+        for topic, partitions in latest.items():
+            for p in partitions:
+                if str(p) in start.get(topic, {}):
+                    begin.setdefault(topic, {})[p] = start[topic][p]
+                else:  # a partition new since the last batch: read it from its earliest offset
+                    begin.setdefault(topic, {})[p] = self._watermarks(topic, int(p))[0]
+        self._check_lost_partitions(start, latest)
+        end = {t: {p: max(begin[t][p], latest[t][p]) for p in ps} for t, ps in latest.items()}
+        if isinstance(limit, ReadMaxRows):
+            end = _rate_limit(begin, end, limit.max_rows)
+        # Keep partitions we know but did not see this time (a metadata hiccup must not drop them).
+        for topic, partitions in start.items():
+            for p, offset in partitions.items():
+                end.setdefault(topic, {}).setdefault(p, offset)
+        return end
+
+    def _check_lost_partitions(self, start: Offsets, latest: Offsets) -> None:
+        if self._available_now_end is not None:
+            return
+        missing = [f"{t}-{p}" for t, ps in start.items() for p in ps if p not in latest.get(t, {})]
+        if missing and self.options.fail_on_data_loss and not self.options.topic_pattern:
+            log.warning("partitions %s are not in the broker's metadata; keeping their offsets", missing)
+
+    def reportLatestOffset(self) -> Offsets | None:
+        return self._last_latest
+
+    def partitions(self, start: Offsets, end: Offsets) -> list[KafkaRange]:
+        ranges = []
+        for topic, partitions in sorted(end.items()):
+            for p, stop in sorted(partitions.items(), key=lambda item: int(item[0])):
+                if p in start.get(topic, {}):
+                    begin = start[topic][p]
+                else:  # new partition: begins at its earliest offset (stable unless retention deleted data)
+                    begin = self._watermarks(topic, int(p))[0]
+                if stop > begin:
+                    ranges.append(KafkaRange(topic, int(p), begin, stop, self.options))
+        return ranges
+
+    def read(self, partition: KafkaRange) -> Iterator[pa.RecordBatch]:
+        return read_range(partition)
+
+    def commit(self, end: Offsets) -> None:
+        pass  # the Spark checkpoint is the truth; nothing to tell the broker
+
+    def stop(self) -> None:
+        if self._metadata_client is not None:
+            self._metadata_client.close()
+            self._metadata_client = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_metadata_client"] = None
+        return state
+
+
+def _rate_limit(begin: Offsets, end: Offsets, max_rows: int) -> Offsets:
+    """Spread a row cap over partitions in proportion to their backlog (as Spark's Kafka source does)."""
+    sizes = {(t, p): end[t][p] - begin[t][p] for t in end for p in end[t]}
+    total = sum(sizes.values())
+    if total <= max_rows:
+        return end
+    limited: Offsets = {}
+    for (t, p), size in sizes.items():
+        share = max_rows * size / total
+        take = int(share) if share >= 1 else (1 if size > 0 and share > 0 else 0)
+        limited.setdefault(t, {})[p] = begin[t][p] + min(size, take)
+    return limited
+
+
+def read_range(task: KafkaRange) -> Iterator[pa.RecordBatch]:
+    """Read exactly the offsets [start, end) of one partition, as Arrow batches."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    options = task.options
+    consumer = Consumer({
+        **options.client_config,
+        "group.id": f"pinpipe-reader-{uuid.uuid4()}",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "error",
+        "fetch.max.bytes": 52428800,
+    })
+    fields = _ARROW_FIELDS + ([_ARROW_HEADERS] if options.include_headers else [])
+    schema = pa.schema(fields)
+    columns: list[list] = [[] for _ in fields]
+    try:
+        consumer.assign([TopicPartition(task.topic, task.partition, task.start)])
+        next_offset = task.start
+        idle_since = time.monotonic()
+        while next_offset < task.end:
+            messages = consumer.consume(num_messages=min(10_000, task.end - next_offset), timeout=1.0)
+            if not messages:
+                if time.monotonic() - idle_since > options.poll_timeout_s:
+                    raise TimeoutError(
+                        f"no records from {task.topic}-{task.partition} at offset {next_offset} for "
+                        f"{options.poll_timeout_s:.0f}s (want up to {task.end})"
+                    )
+                continue
+            idle_since = time.monotonic()
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        # Offsets below `end` with no record (transaction markers, compaction): done.
+                        next_offset = task.end
+                        break
+                    if error.code() == KafkaError.OFFSET_OUT_OF_RANGE:
+                        next_offset = _on_data_loss(consumer, task, next_offset)
+                        break
+                    raise RuntimeError(f"Kafka error reading {task.topic}-{task.partition}: {error}")
+                offset = message.offset()
+                if offset >= task.end:
+                    next_offset = task.end
+                    break
+                if offset < next_offset:
+                    continue
+                columns[0].append(message.key())
+                columns[1].append(message.value())
+                columns[2].append(task.topic)
+                columns[3].append(task.partition)
+                columns[4].append(offset)
+                ts_type, ts_ms = message.timestamp()
+                columns[5].append(ts_ms * 1000 if ts_type else None)
+                columns[6].append(ts_type - 1)  # librdkafka 0/1/2 -> Kafka's -1/0/1
+                if options.include_headers:
+                    columns[7].append([{"key": k, "value": v} for k, v in (message.headers() or [])])
+                next_offset = offset + 1
+                if len(columns[0]) >= ROWS_PER_ARROW_BATCH:
+                    yield pa.RecordBatch.from_arrays([pa.array(c, f.type) for c, f in zip(columns, fields)], schema=schema)
+                    columns = [[] for _ in fields]
+        if columns[0]:
+            yield pa.RecordBatch.from_arrays([pa.array(c, f.type) for c, f in zip(columns, fields)], schema=schema)
+    finally:
+        consumer.close()
+
+
+def _on_data_loss(consumer, task: KafkaRange, wanted: int) -> int:
+    from confluent_kafka import TopicPartition
+
+    low, _high = consumer.get_watermark_offsets(TopicPartition(task.topic, task.partition), timeout=30, cached=False)
+    message = (f"{task.topic}-{task.partition}: offsets {wanted}..{min(low, task.end) - 1} are gone "
+               f"(earliest available is {low}); set failOnDataLoss=false to skip them")
+    if task.options.fail_on_data_loss:
+        raise KafkaDataLossError(message)
+    log.warning("data loss: %s", message)
+    consumer.assign([TopicPartition(task.topic, task.partition, low)])
+    return low if low < task.end else task.end

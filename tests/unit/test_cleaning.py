@@ -1,0 +1,157 @@
+"""The seed's cleaning rules, on hand-made and real seed records (chispa compares DataFrames)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from schemas.cleaning import classify, clean, quarantined, route
+from schemas.contracts import CLEAN_COLUMNS, QUARANTINE_COLUMNS, ddl
+
+ENVELOPE_DDL = ("value string, _kind string, _source_system string, _source_name string, "
+                "_source_partition string, _source_position string, _event_time timestamp")
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def envelope(spark, kind, payloads):
+    rows = [
+        (p if isinstance(p, str) else json.dumps(p), kind, "kafka", f"demo.{kind}", "0", str(i), T0)
+        for i, p in enumerate(payloads)
+    ]
+    return spark.createDataFrame(rows, ENVELOPE_DDL)
+
+
+def utc(text):
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+
+
+PIN = {
+    "index": 7528, "unique_id": "fbe53c66-3442-4773-b19e-d3ec6f54dddf", "title": "No Title Data Available",
+    "description": "No description available Story format", "poster_name": "User Info Error",
+    "follower_count": "User Info Error", "tag_list": "N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e",
+    "is_image_or_video": "multi-video(story page format)", "image_src": "Image src error.", "downloaded": 0,
+    "save_location": "Local save in /data/mens-fashion", "category": "mens-fashion",
+}
+
+
+def test_pin_placeholders_become_null_and_columns_follow_the_contract(spark):
+    out = clean(envelope(spark, "pin", [PIN]), "pin").select([c for c, _ in CLEAN_COLUMNS["pin"]])
+    expected = spark.createDataFrame(
+        [(7528, "fbe53c66-3442-4773-b19e-d3ec6f54dddf", None, None, None, None, None,
+          "multi-video(story page format)", None, "/data/mens-fashion", "mens-fashion")],
+        ddl(CLEAN_COLUMNS["pin"]),
+    )
+    assert_df_equality(out, expected, ignore_nullable=True)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("437", 437), ("26k", 26000), ("6M", 6000000), ("1.5k", 1500), ("0", 0), ("User Info Error", None), ("", None),
+])
+def test_follower_count_units(spark, raw, expected):
+    out = clean(envelope(spark, "pin", [{**PIN, "follower_count": raw}]), "pin")
+    assert out.select("follower_count").first()[0] == expected
+
+
+@pytest.mark.parametrize("description", ["No description available", "Untitled", "   "])
+def test_other_description_placeholders(spark, description):
+    out = clean(envelope(spark, "pin", [{**PIN, "description": description}]), "pin")
+    assert out.select("description").first()[0] is None
+
+
+def test_geo_coordinates_and_utc_timestamp(spark):
+    geo = {"ind": 7528, "latitude": -89.9787, "longitude": -173.293, "country": "Albania", "timestamp": "2020-08-28 03:52:47"}
+    out = clean(envelope(spark, "geo", [geo]), "geo").select([c for c, _ in CLEAN_COLUMNS["geo"]])
+    expected = spark.createDataFrame([(7528, "Albania", [-89.9787, -173.293], utc("2020-08-28 03:52:47"))],
+                                     ddl(CLEAN_COLUMNS["geo"]))
+    assert_df_equality(out, expected, ignore_nullable=True)
+
+
+def test_geo_timestamp_is_utc_whatever_the_session_zone(spark):
+    geo = {"ind": 1, "latitude": 1.0, "longitude": 2.0, "country": "X", "timestamp": "2020-08-28 03:52:47"}
+    spark.conf.set("spark.sql.session.timeZone", "America/New_York")
+    try:
+        epoch = clean(envelope(spark, "geo", [geo]), "geo").select(F.unix_timestamp("timestamp")).first()[0]
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+    assert epoch == int(utc("2020-08-28 03:52:47").timestamp())
+
+
+def test_user_name_age_and_date_joined(spark):
+    user = {"ind": 7528, "first_name": "Abigail", "last_name": "Ali", "age": 20, "date_joined": "2015-10-24 11:23:51"}
+    out = clean(envelope(spark, "user", [user]), "user").select([c for c, _ in CLEAN_COLUMNS["user"]])
+    expected = spark.createDataFrame([(7528, "Abigail Ali", 20, utc("2015-10-24 11:23:51"))], ddl(CLEAN_COLUMNS["user"]))
+    assert_df_equality(out, expected, ignore_nullable=True)
+
+
+@pytest.mark.parametrize("kind, payload, reason", [
+    ("user", "{not json", "malformed JSON"),
+    ("user", "[1, 2]", "malformed JSON"),
+    ("user", {"first_name": "A", "last_name": "B", "age": 3, "date_joined": "2015-10-24 11:23:51"}, "missing required field 'ind'"),
+    ("pin", {**{k: v for k, v in PIN.items() if k != "index"}}, "missing required field 'index'"),
+    ("user", {"ind": "seven", "first_name": "A", "last_name": "B", "age": 3}, "wrong type: 'ind' is not a bigint: seven"),
+    ("user", {"ind": 1, "first_name": "A", "last_name": "B", "age": "old"}, "wrong type: 'age' is not a bigint: old"),
+    ("geo", {"ind": 1, "latitude": "north", "longitude": 2.0}, "wrong type: 'latitude' is not a double: north"),
+    ("pin", {**PIN, "follower_count": "lots"}, "unparseable follower_count: lots"),
+    ("geo", {"ind": 1, "latitude": 1.0, "longitude": 2.0, "timestamp": "28/08/2020"}, "unparseable timestamp"),
+    ("user", {"ind": 99999999999, "first_name": "A", "last_name": "B"}, "out of range: 'ind' does not fit an int"),
+    ("user", PIN, "wrong kind: a pin record on the user source"),
+    ("pin", {"ind": 1, "first_name": "A", "last_name": "B", "age": 3}, "wrong kind: a user record on the pin source"),
+])
+def test_bad_records_are_quarantined_with_their_reason(spark, kind, payload, reason):
+    env = envelope(spark, kind, [payload])
+    assert clean(env, kind).count() == 0
+    rows = quarantined(env, kind).collect()
+    assert len(rows) == 1
+    assert reason in rows[0]["reason"], rows[0]["reason"]
+    assert rows[0]["expected_kind"] == kind
+    assert (rows[0]["source_name"], rows[0]["source_partition"], rows[0]["source_position"]) == (f"demo.{kind}", "0", "0")
+    assert rows[0]["payload"] == (payload if isinstance(payload, str) else json.dumps(payload))
+    assert rows[0]["ingested_at"] is not None
+
+
+def test_quarantine_shape(spark):
+    out = quarantined(envelope(spark, "user", ["nope"]), "user")
+    assert [(f.name, f.dataType.simpleString()) for f in out.schema.fields] == QUARANTINE_COLUMNS
+
+
+def test_seed_samples_split_exactly_into_clean_and_quarantine(spark, seed_records):
+    """The real dumps: every record lands in exactly one place; the user topic's pin and geo rows are quarantined."""
+    for kind, records in seed_records.items():
+        env = envelope(spark, kind, [r["value"] for r in records])
+        good, bad = clean(env, kind).count(), quarantined(env, kind).count()
+        assert good + bad == len(records)
+        if kind == "user":
+            reasons = sorted(r["reason"] for r in quarantined(env, kind).collect())
+            assert reasons == ["wrong kind: a geo record on the user source", "wrong kind: a pin record on the user source"]
+        else:
+            assert bad == 0
+
+
+def test_seed_pins_follower_counts(spark, seed_records):
+    env = envelope(spark, "pin", [r["value"] for r in seed_records["pin"]])
+    counts = {r["ind"]: r["follower_count"] for r in clean(env, "pin").collect()}
+    assert counts[10794] == 437 and counts[5494] == 26000
+    assert counts[3089] is None  # the full-placeholder record
+
+
+def test_route_puts_each_row_in_exactly_one_table(spark):
+    rows = [(json.dumps(PIN), "pin"), ("{bad", "geo"), (json.dumps({"ind": 5, "first_name": "A", "last_name": "B", "age": 30}), "user"),
+            ("{}", "mystery")]
+    env = spark.createDataFrame(
+        [(v, k, "kafka", f"demo.{k}", "0", str(i), T0) for i, (v, k) in enumerate(rows)], ENVELOPE_DDL)
+    routed = route(env).collect()
+    for row in routed:
+        assert sum(row[t] is not None for t in ("pin", "geo", "user", "quarantine")) == 1
+    assert routed[0]["pin"]["ind"] == 7528 and routed[0]["pin"]["_source_position"] == "0"
+    assert routed[1]["quarantine"]["reason"].startswith("malformed JSON")
+    assert routed[2]["user"]["user_name"] == "A B"
+    assert routed[3]["quarantine"]["reason"].startswith("unknown kind")
+
+
+def test_classify_keeps_payload_and_metadata(spark):
+    out = classify(envelope(spark, "pin", [PIN]), "pin").first()
+    assert out["_payload"] == json.dumps(PIN) and out["_source_system"] == "kafka" and out["_reason"] is None
