@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     # Per-micro-batch row cap of each source (Spark's maxOffsetsPerTrigger); None = no cap.
     max_offsets_per_trigger: int | None = Field(None, gt=0)
     starting_offsets: str = "earliest"
+    # Delta writer: delta-rs from the driver, or the native delta-spark writer where its jars exist.
+    sink: Literal["auto", "delta-rs", "delta-spark"] = "auto"
     spark_master: str = "local[2]"
     shuffle_partitions: int = Field(2, gt=0)
 
@@ -86,6 +88,12 @@ class Settings(BaseSettings):
     def checkpoint_path(self, query_name: str) -> str:
         return f"{self.lake}/_checkpoints/{query_name}"
 
+    def delta_storage_options(self) -> dict[str, str] | None:
+        """delta-rs storage options for a lake on S3 (None: local folder or default AWS config)."""
+        if not self.lake.startswith("s3://") or not self.s3.endpoint_url:
+            return None
+        return {"AWS_ENDPOINT_URL": self.s3.endpoint_url, "AWS_ALLOW_HTTP": "true"}
+
     def kafka_config(self) -> dict[str, str]:
         if not self.kafka.bootstrap_servers:
             raise SettingsError(
@@ -94,16 +102,8 @@ class Settings(BaseSettings):
         return {"bootstrap.servers": self.kafka.bootstrap_servers, **self.kafka.client_config}
 
 
-class SettingsError(SystemExit):
-    """Raised with one line naming the setting and its problem; exits the CLI with status 2."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.code = 2
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+class SettingsError(ValueError):
+    """One line naming the setting and its problem; the CLI prints it and exits with status 2."""
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -45,12 +45,23 @@ def parse_fields(value: Column) -> Column:
     return F.from_json(value, "map<string,string>")
 
 
-def _raw(fields: Column, name: str) -> Column:
-    return fields.getItem(name)
+# Every raw field of every kind, and the derived values the rules share. They are computed once,
+# in stages of their own, so the rules refer to columns rather than repeat expressions (which
+# would also blow Spark's generated code past the JVM's method size limit).
+RAW_NAMES = tuple(dict.fromkeys(name for fields in RAW_FIELDS.values() for name in fields))
+TYPED_NAMES = tuple(dict.fromkeys(
+    (name, type_) for fields in RAW_FIELDS.values() for name, type_ in fields.items() if type_ != "string"
+))
+TIMESTAMP_NAMES = ("timestamp", "date_joined")
 
 
-def _has(fields: Column, name: str) -> Column:
-    return F.map_contains_key(fields, F.lit(name)) & _raw(fields, name).isNotNull()
+def raw(name: str) -> Column:
+    return F.col(f"_raw_{name}")
+
+
+def typed(name: str) -> Column:
+    type_ = dict(TYPED_NAMES).get(name)
+    return F.col(f"_typed_{name}") if type_ else raw(name)
 
 
 def _empty_to_null(text: Column, placeholders: tuple[str, ...] = ()) -> Column:
@@ -60,116 +71,123 @@ def _empty_to_null(text: Column, placeholders: tuple[str, ...] = ()) -> Column:
     return F.when(~is_missing, text)
 
 
-def follower_count(raw: Column) -> Column:
-    """'437' -> 437, '26k' -> 26000, '6M' -> 6000000; placeholders and unparseable text -> null."""
-    text = F.trim(_empty_to_null(raw, PLACEHOLDERS["follower_count"]))
+def follower_count(text: Column) -> Column:
+    """'437' -> 437, '26k' -> 26000, '6M' -> 6000000; anything else -> null."""
     number = F.regexp_extract(text, _FOLLOWER_COUNT, 1)
     suffix = F.upper(F.regexp_extract(text, _FOLLOWER_COUNT, 2))
     multiplier = F.when(suffix == "K", F.lit(1000)).when(suffix == "M", F.lit(1_000_000)).otherwise(F.lit(1))
     return F.when(number != "", (number.try_cast("decimal(20,3)") * multiplier).try_cast("int"))
 
 
-def utc_timestamp(raw: Column) -> Column:
+def utc_timestamp(text: Column) -> Column:
     """'2020-08-28 03:52:47' (UTC) -> timestamp, whatever the session time zone is."""
-    return F.try_to_timestamp(F.concat(F.trim(raw), F.lit("Z")), F.lit(RAW_TIMESTAMP_FORMAT + "X"))
+    return F.try_to_timestamp(F.concat(F.trim(text), F.lit("Z")), F.lit(RAW_TIMESTAMP_FORMAT + "X"))
 
 
-def _typed(fields: Column, kind: str, name: str) -> Column:
-    type_ = RAW_FIELDS[kind][name]
-    raw = _raw(fields, name)
-    return raw if type_ == "string" else raw.try_cast(type_)
+def with_derived_fields(envelope: DataFrame) -> DataFrame:
+    """Envelope -> envelope + ``_is_object``, ``_raw_*``, ``_typed_*`` and the shared derived values."""
+    parsed = envelope.withColumn("_fields", parse_fields(F.col("value")))
+    with_raw = parsed.select(
+        *[F.col(c) for c in envelope.columns],
+        F.col("_fields").isNotNull().alias("_is_object"),
+        *[F.col("_fields").getItem(name).alias(f"_raw_{name}") for name in RAW_NAMES],
+    )
+    fc_text = F.trim(_empty_to_null(raw("follower_count"), PLACEHOLDERS["follower_count"]))
+    with_typed = with_raw.select(
+        "*",
+        *[raw(name).try_cast(type_).alias(f"_typed_{name}") for name, type_ in TYPED_NAMES],
+        fc_text.alias("_follower_count_text"),
+        *[_empty_to_null(raw(name)).alias(f"_{name}_text") for name in TIMESTAMP_NAMES],
+    )
+    return with_typed.select(
+        "*",
+        follower_count(F.col("_follower_count_text")).alias("_follower_count"),
+        *[utc_timestamp(F.col(f"_{name}_text")).alias(f"_{name}") for name in TIMESTAMP_NAMES],
+    )
 
 
-def cleaned_columns(kind: str, fields: Column) -> list[Column]:
-    """The cleaned table's columns, in table order, computed from the parsed fields."""
-    typed = lambda name: _typed(fields, kind, name)  # noqa: E731
+def cleaned_columns(kind: str) -> list[Column]:
+    """The cleaned table's columns, in table order (over :func:`with_derived_fields` output)."""
     ind = typed(KEY_FIELD[kind]).try_cast("int")
     if kind == "pin":
         def text(name: str) -> Column:
-            return _empty_to_null(typed(name), PLACEHOLDERS.get(name, ()))
+            return _empty_to_null(raw(name), PLACEHOLDERS.get(name, ()))
 
         values = {
             "ind": ind,
             "unique_id": text("unique_id"),
             "title": text("title"),
             "description": text("description"),
-            "follower_count": follower_count(typed("follower_count")),
+            "follower_count": F.col("_follower_count"),
             "poster_name": text("poster_name"),
             "tag_list": text("tag_list"),
             "is_image_or_video": text("is_image_or_video"),
             "image_src": text("image_src"),
-            "save_location": _empty_to_null(
-                F.regexp_replace(typed("save_location"), "^" + SAVE_LOCATION_PREFIX, "")
-            ),
+            "save_location": _empty_to_null(F.regexp_replace(raw("save_location"), "^" + SAVE_LOCATION_PREFIX, "")),
             "category": text("category"),
         }
     elif kind == "geo":
         values = {
             "ind": ind,
-            "country": _empty_to_null(typed("country")),
+            "country": _empty_to_null(raw("country")),
             "coordinates": F.array(typed("latitude"), typed("longitude")),
-            "timestamp": utc_timestamp(typed("timestamp")),
+            "timestamp": F.col("_timestamp"),
         }
     elif kind == "user":
         values = {
             "ind": ind,
-            "user_name": _empty_to_null(F.concat_ws(" ", typed("first_name"), typed("last_name"))),
+            "user_name": _empty_to_null(F.concat_ws(" ", raw("first_name"), raw("last_name"))),
             "age": typed("age").try_cast("int"),
-            "date_joined": utc_timestamp(typed("date_joined")),
+            "date_joined": F.col("_date_joined"),
         }
     else:
         raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
     return [values[name].cast(type_).alias(name) for name, type_ in CLEAN_COLUMNS[kind]]
 
 
-def rejection_reason(kind: str, fields: Column) -> Column:
-    """Null for a clean record, else every broken rule, '; '-separated."""
-    own_signature = reduce(lambda a, b: a | b, [_has(fields, f) for f in SIGNATURE_FIELDS[kind]])
-    wrong_kind = None
-    for other in KINDS:
-        if other == kind:
-            continue
-        has_other = reduce(lambda a, b: a & b, [_has(fields, f) for f in SIGNATURE_FIELDS[other]])
-        rule = F.when(has_other & ~own_signature, F.lit(f"wrong kind: a {other} record on the {kind} source"))
-        wrong_kind = rule if wrong_kind is None else F.coalesce(wrong_kind, rule)
+def _all_present(names) -> Column:
+    return reduce(lambda a, b: a & b, [raw(n).isNotNull() for n in names])
 
+
+def rejection_reason(kind: str) -> Column:
+    """Null for a clean record, else every broken rule, '; '-separated."""
+    own_signature = reduce(lambda a, b: a | b, [raw(n).isNotNull() for n in SIGNATURE_FIELDS[kind]])
+    wrong_kind = F.coalesce(*[
+        F.when(_all_present(SIGNATURE_FIELDS[other]) & ~own_signature,
+               F.lit(f"wrong kind: a {other} record on the {kind} source"))
+        for other in KINDS if other != kind
+    ])
     key = KEY_FIELD[kind]
-    checks = [F.when(~_has(fields, key), F.lit(f"missing required field '{key}'"))]
+    checks = [F.when(raw(key).isNull(), F.lit(f"missing required field '{key}'"))]
     for name, type_ in RAW_FIELDS[kind].items():
         if type_ != "string":
-            raw = _raw(fields, name)
-            checks.append(F.when(raw.isNotNull() & raw.try_cast(type_).isNull(),
-                                 F.concat(F.lit(f"wrong type: '{name}' is not a {type_}: "), raw)))
-    checks.append(F.when(_typed(fields, kind, key).isNotNull() & _typed(fields, kind, key).try_cast("int").isNull(),
-                         F.lit(f"out of range: '{key}' does not fit an int")))
-    if kind == "pin":
-        raw = _empty_to_null(_raw(fields, "follower_count"), PLACEHOLDERS["follower_count"])
-        checks.append(F.when(raw.isNotNull() & follower_count(raw).isNull(),
-                             F.concat(F.lit("unparseable follower_count: "), raw)))
-    if kind == "user":
-        age = _typed(fields, kind, "age")
-        checks.append(F.when(age.isNotNull() & age.try_cast("int").isNull(), F.lit("out of range: 'age' does not fit an int")))
-    for name in ("timestamp", "date_joined"):
+            checks.append(F.when(raw(name).isNotNull() & typed(name).isNull(),
+                                 F.concat(F.lit(f"wrong type: '{name}' is not a {type_}: "), raw(name))))
+    for name in (key, "age"):
         if name in RAW_FIELDS[kind]:
-            raw = _empty_to_null(_raw(fields, name))
-            checks.append(F.when(raw.isNotNull() & utc_timestamp(raw).isNull(),
-                                 F.concat(F.lit(f"unparseable {name} (want {RAW_TIMESTAMP_FORMAT}): "), raw)))
+            checks.append(F.when(typed(name).isNotNull() & typed(name).try_cast("int").isNull(),
+                                 F.lit(f"out of range: '{name}' does not fit an int")))
+    if kind == "pin":
+        checks.append(F.when(F.col("_follower_count_text").isNotNull() & F.col("_follower_count").isNull(),
+                             F.concat(F.lit("unparseable follower_count: "), raw("follower_count"))))
+    for name in TIMESTAMP_NAMES:
+        if name in RAW_FIELDS[kind]:
+            checks.append(F.when(F.col(f"_{name}_text").isNotNull() & F.col(f"_{name}").isNull(),
+                                 F.concat(F.lit(f"unparseable {name} (want {RAW_TIMESTAMP_FORMAT}): "), raw(name))))
     field_problems = F.nullif(F.concat_ws("; ", *checks), F.lit(""))
     return (
-        F.when(fields.isNull(), F.lit("malformed JSON: payload is not a JSON object"))
+        F.when(~F.col("_is_object"), F.lit("malformed JSON: payload is not a JSON object"))
         .otherwise(F.coalesce(wrong_kind, field_problems))
     )
 
 
 def classify(envelope: DataFrame, kind: str) -> DataFrame:
     """Records of one kind -> cleaned columns, metadata, ``_payload`` and ``_reason`` (null if clean)."""
-    parsed = envelope.withColumn("_fields", parse_fields(F.col("value")))
-    fields = F.col("_fields")
-    return parsed.select(
-        *cleaned_columns(kind, fields),
+    return with_derived_fields(envelope).select(
+        *cleaned_columns(kind),
         *[F.col(name) for name in METADATA_NAMES if name in envelope.columns],
         F.col("value").alias("_payload"),
-        rejection_reason(kind, fields).alias("_reason"),
+        rejection_reason(kind).alias("_reason"),
     )
 
 
@@ -178,24 +196,16 @@ def clean(envelope: DataFrame, kind: str) -> DataFrame:
     return classify(envelope, kind).where(F.col("_reason").isNull()).drop("_payload", "_reason")
 
 
-def _quarantine_struct(kind: Column, reason: Column) -> Column:
-    values = {
-        "expected_kind": kind,
-        "source_system": F.col("_source_system"),
-        "source_name": F.col("_source_name"),
-        "source_partition": F.col("_source_partition"),
-        "source_position": F.col("_source_position"),
-        "payload": F.col("value"),
-        "reason": reason,
-        "event_time": F.col("_event_time"),
-        "ingested_at": F.col("_ingested_at"),
-    }
-    return F.struct(*[values[name].cast(type_).alias(name) for name, type_ in QUARANTINE_COLUMNS])
-
-
 def quarantined(envelope: DataFrame, kind: str) -> DataFrame:
     """The rows of one kind that break a rule, in the quarantine table's shape."""
-    return route(envelope.withColumn("_kind", F.lit(kind))).where(F.col("quarantine").isNotNull()).select("quarantine.*")
+    routed = route(envelope.withColumn("_kind", F.lit(kind)))
+    return routed.where(F.col("quarantine").isNotNull()).select("quarantine.*")
+
+
+def table_struct_type(table: str) -> str:
+    """The DDL of a table's struct column in :func:`route` (every field nullable)."""
+    columns = QUARANTINE_COLUMNS if table == "quarantine" else CLEAN_COLUMNS[table] + METADATA_COLUMNS
+    return "struct<" + ",".join(f"`{name}`:{type_}" for name, type_ in columns) + ">"
 
 
 def route(envelope: DataFrame) -> DataFrame:
@@ -204,18 +214,25 @@ def route(envelope: DataFrame) -> DataFrame:
     Each row has exactly one non-null struct: the table it belongs in. One pass over the batch
     feeds all four tables.
     """
-    fields = F.col("_fields")
     kind = F.col("_kind")
     reason = F.lit("unknown kind: the source carries no pin, geo or user records")
     for k in KINDS:
-        reason = F.when(kind == k, rejection_reason(k, fields)).otherwise(reason)
-    prepared = envelope.withColumn("_fields", parse_fields(F.col("value"))).withColumn(
-        "_ingested_at", F.current_timestamp()
-    ).withColumn("_reason", reason)
+        reason = F.when(kind == k, rejection_reason(k)).otherwise(reason)
+    prepared = with_derived_fields(envelope).select(
+        "*", F.current_timestamp().alias("_ingested_at"), reason.alias("_reason")
+    )
     metadata = [F.col(name) for name in METADATA_NAMES]
-    tables = [
-        F.when((kind == k) & F.col("_reason").isNull(), F.struct(*cleaned_columns(k, fields), *metadata)).alias(k)
-        for k in KINDS
-    ]
-    quarantine = F.when(F.col("_reason").isNotNull(), _quarantine_struct(kind, F.col("_reason"))).alias("quarantine")
-    return prepared.select(*tables, quarantine)
+    quarantine = {
+        "expected_kind": kind, "source_system": F.col("_source_system"), "source_name": F.col("_source_name"),
+        "source_partition": F.col("_source_partition"), "source_position": F.col("_source_position"),
+        "payload": F.col("value"), "reason": F.col("_reason"), "event_time": F.col("_event_time"),
+        "ingested_at": F.col("_ingested_at"),
+    }
+    structs = {
+        k: F.when((kind == k) & F.col("_reason").isNull(), F.struct(*cleaned_columns(k), *metadata)) for k in KINDS
+    }
+    structs["quarantine"] = F.when(
+        F.col("_reason").isNotNull(), F.struct(*[quarantine[name].alias(name) for name, _ in QUARANTINE_COLUMNS])
+    )
+    # The cast makes every field nullable, which Arrow needs for the null rows of a struct column.
+    return prepared.select(*[column.cast(table_struct_type(t)).alias(t) for t, column in structs.items()])

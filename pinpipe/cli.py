@@ -1,0 +1,108 @@
+"""`pinpipe`: the command line of the pipeline."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pinpipe import local
+from pinpipe.settings import LOCAL_STATE_DIR, SettingsError, get_settings
+
+app = typer.Typer(help="Streaming-first Pinterest data pipeline.", no_args_is_help=True, add_completion=False)
+local_app = typer.Typer(help="Embedded services on 127.0.0.1 (tansu, kinesalite, moto S3).", no_args_is_help=True)
+app.add_typer(local_app, name="local")
+
+
+def _parse_list(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    unknown = [v for v in items if v not in allowed]
+    if unknown or not items:
+        raise typer.BadParameter(f"unknown {what} {unknown or value!r}; choose from {', '.join(allowed)}")
+    return items
+
+
+@local_app.command("up")
+def local_up(services: Annotated[str, typer.Option(help="Comma list of kafka, kinesis, s3")] = "kafka,kinesis,s3") -> None:
+    """Start the embedded services and point the pipeline's settings at them."""
+    running = local.up(LOCAL_STATE_DIR, _parse_list(services, local.SERVICES, "service"))
+    for service in running.values():
+        typer.echo(f"{service.name:8} {service.endpoint:28} pid {service.pid}  log {service.log}")
+    typer.echo(f"settings written to {LOCAL_STATE_DIR / 'services.env'}")
+
+
+@local_app.command("down")
+def local_down() -> None:
+    """Stop the embedded services started by `pinpipe local up`."""
+    stopped = local.down(LOCAL_STATE_DIR)
+    typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@local_app.command("status")
+def local_status() -> None:
+    """Show which embedded services run, where."""
+    for name, service in local.status(LOCAL_STATE_DIR).items():
+        typer.echo(f"{name:8} " + (f"up   {service.endpoint} pid {service.pid}" if service else "down"))
+
+
+@app.command()
+def emulate(
+    target: Annotated[str, typer.Option(help="Where to send: kafka")] = "kafka",
+    records: Annotated[int, typer.Option(min=1, help="Posts to send (each a pin, a geo and a user message)")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed sends the same records")] = 0,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of topics the emulator creates")] = 2,
+    misrouted_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of posts whose user record goes astray")] = 0.002,
+    bulk: Annotated[bool, typer.Option(help="Batch sends for speed (bulk loads)")] = False,
+) -> None:
+    """Send Pinterest-like posts through the ingest path."""
+    from emulator.generator import Dirt, generate
+
+    settings = get_settings()
+    _parse_list(target, ("kafka",), "target")
+    from emulator.kafka_target import produce
+
+    sent = produce(settings, generate(records, seed, Dirt(misrouted_rate=misrouted_rate)), partitions=partitions,
+                   bulk=bulk, total=records * 3)
+    typer.echo(f"sent {sent} messages ({records} posts) to {', '.join(settings.topics)}")
+
+
+@app.command()
+def stream(
+    available_now: Annotated[bool, typer.Option("--available-now", help="Process what is there, then exit 0")] = False,
+    sources: Annotated[str, typer.Option(help="Comma list of sources (default: all)")] = "all",
+) -> None:
+    """Run the streaming job: sources -> cleaning -> Delta tables, until stopped."""
+    from pinpipe.spark import build_spark_session
+    from streaming.job import SOURCES, run
+
+    settings = get_settings()
+    chosen = SOURCES if sources == "all" else _parse_list(sources, SOURCES, "source")
+    spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions)
+    try:
+        run(spark, settings, chosen, available_now=available_now)
+    finally:
+        spark.stop()
+
+
+@app.command()
+def show(rows: Annotated[int, typer.Option(min=0, help="Sample rows per table")] = 3) -> None:
+    """Print each table's row count and a few sample rows."""
+    from streaming.tables import describe_tables
+
+    typer.echo(describe_tables(get_settings(), rows))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except SettingsError as error:
+        typer.echo(f"pinpipe: {error}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

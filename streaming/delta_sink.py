@@ -1,0 +1,224 @@
+"""Exactly-once Delta sinks for the routed micro-batches of the streaming job.
+
+A routed batch (see :func:`schemas.cleaning.route`) has one struct column per table. A sink writes
+each table once per batch id:
+
+- the kind tables (pin, geo, user) get a MERGE on ``ind``: one row per ``ind``, the latest record
+  wins, so repeats and the same post arriving through two sources land once;
+- quarantine gets an append.
+
+Exactly-once: every commit carries an app transaction ``(app_id, batch_id)`` where the app id is
+stable for the life of the checkpoint (it includes the query id Spark keeps there). Before writing,
+the sink reads the table's last committed batch id for that app id and skips a batch it already
+committed, so a batch replayed after a crash (between two of its four table commits, say) writes
+only what is missing.
+
+Two implementations share the interface: :class:`DeltaRsSink` (delta-rs, no JVM jars; the batch
+passes through the driver as Arrow) and :class:`DeltaSparkSink` (the native Delta writer, where
+the delta-spark jars exist, e.g. Databricks or EMR).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from schemas.contracts import KINDS, TABLES
+
+log = logging.getLogger(__name__)
+
+KEY = "ind"
+# Newest record wins: event time first, then the record's position within its source.
+LATEST_ORDER = ("_event_time", "_source_partition", "_source_position")
+UPDATE_IF_NEWER = "t._event_time IS NULL OR s._event_time >= t._event_time"
+
+
+class TableSink(Protocol):
+    def bind(self, query_id: str) -> None: ...
+
+    def write_micro_batch(self, routed: DataFrame, batch_id: int) -> None: ...
+
+
+class _AppIdMixin:
+    """The app id of the Delta app transactions: stable for the life of one checkpoint."""
+
+    def __init__(self, query_name: str) -> None:
+        self.query_name = query_name
+        self._query_id: str | None = None
+        self._bound = threading.Event()
+
+    def bind(self, query_id: str) -> None:
+        self._query_id = str(query_id)
+        self._bound.set()
+
+    @property
+    def app_id(self) -> str:
+        # foreachBatch may run before start() has returned the query id to the job.
+        if not self._bound.wait(timeout=120):
+            raise RuntimeError(f"sink of query {self.query_name!r} was never bound to its query id")
+        return f"pinpipe:{self.query_name}:{self._query_id}"
+
+
+def table_rows(routed: pa.Table, table: str) -> pa.Table:
+    """The rows of one table from a routed Arrow batch, flattened to the table's columns."""
+    column = routed.column(table)
+    valid = routed.filter(pc.is_valid(column)).column(table)
+    batches = [pa.RecordBatch.from_struct_array(chunk) for chunk in valid.chunks if len(chunk)]
+    if not batches:
+        return pa.Table.from_batches([], schema=pa.schema(list(column.type)))
+    return pa.Table.from_batches(batches)
+
+
+def latest_per_key(rows: pa.Table, key: str = KEY) -> pa.Table:
+    """One row per key: the newest by event time, then source position (numeric-aware)."""
+    if rows.num_rows <= 1:
+        return rows
+    position_length = pc.utf8_length(rows.column("_source_position"))
+    ordered = rows.append_column("__position_length", position_length)
+    indices = pc.sort_indices(ordered, sort_keys=[
+        (key, "ascending"), ("_event_time", "ascending"), ("_source_partition", "ascending"),
+        ("__position_length", "ascending"), ("_source_position", "ascending"),
+    ])
+    ordered = rows.take(indices)
+    keys = ordered.column(key).combine_chunks()
+    is_last = pc.not_equal(keys.slice(0, len(keys) - 1), keys.slice(1))
+    is_last = pa.concat_arrays([is_last.cast(pa.bool_()), pa.array([True])])
+    return ordered.filter(is_last)
+
+
+class _CommitConflict(Exception):
+    pass
+
+
+class DeltaRsSink(_AppIdMixin):
+    """Writes with delta-rs from the driver (``foreachBatch`` -> ``toArrow()``)."""
+
+    def __init__(self, lake: str, query_name: str, storage_options: dict[str, str] | None = None) -> None:
+        super().__init__(query_name)
+        self.lake = lake
+        self.storage_options = storage_options
+
+    def write_micro_batch(self, routed: DataFrame, batch_id: int) -> None:
+        self.write_arrow(routed.toArrow(), batch_id)
+
+    def write_arrow(self, routed: pa.Table, batch_id: int) -> None:
+        app_id = self.app_id
+        for table in TABLES:
+            rows = table_rows(routed, table)
+            if rows.num_rows:
+                self._write_table(table, rows, app_id, batch_id)
+
+    def _path(self, table: str) -> str:
+        return f"{self.lake}/{table}"
+
+    @retry(retry=retry_if_exception_type(_CommitConflict), stop=stop_after_attempt(8),
+           wait=wait_random_exponential(multiplier=0.05, max=2), reraise=True)
+    def _write_table(self, table: str, rows: pa.Table, app_id: str, batch_id: int) -> None:
+        from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+        from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+        commit = CommitProperties(app_transactions=[Transaction(app_id=app_id, version=batch_id)])
+        try:
+            try:
+                target = DeltaTable(self._path(table), storage_options=self.storage_options)
+            except TableNotFoundError:
+                target = None
+            if target is not None:
+                done = target.transaction_version(app_id)
+                if done is not None and done >= batch_id:
+                    log.info("%s: batch %s already committed by %s; skipping", table, batch_id, app_id)
+                    return
+            if table == "quarantine" or target is None:
+                source = rows if table == "quarantine" else latest_per_key(rows)
+                write_deltalake(self._path(table), source, mode="append", schema_mode="merge",
+                                storage_options=self.storage_options, commit_properties=commit)
+                return
+            (
+                target.merge(latest_per_key(rows), predicate=f"t.{KEY} = s.{KEY}", source_alias="s",
+                             target_alias="t", commit_properties=commit, merge_schema=True)
+                .when_matched_update_all(predicate=UPDATE_IF_NEWER)
+                .when_not_matched_insert_all()
+                .execute()
+            )
+        except CommitFailedError as error:  # another query committed first: re-read and retry
+            raise _CommitConflict(str(error)) from error
+        except DeltaError as error:
+            if "already exists" in str(error) or "conflict" in str(error).lower():
+                raise _CommitConflict(str(error)) from error
+            raise
+
+
+class DeltaSparkSink(_AppIdMixin):
+    """The native Delta writer (delta-spark); used where its jars are on the classpath.
+
+    Idempotent MERGE through Delta's ``txnAppId``/``txnVersion`` session settings (Delta >= 3.0).
+    """
+
+    def __init__(self, spark: SparkSession, lake: str, query_name: str) -> None:
+        super().__init__(query_name)
+        self.spark = spark
+        self.lake = lake
+
+    def write_micro_batch(self, routed: DataFrame, batch_id: int) -> None:
+        from delta.tables import DeltaTable
+
+        routed = routed.persist()
+        try:
+            for table in TABLES:
+                rows = routed.where(F.col(table).isNotNull()).select(f"{table}.*")
+                self.spark.conf.set("spark.databricks.delta.write.txnAppId", self.app_id)
+                self.spark.conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
+                path = f"{self.lake}/{table}"
+                if table == "quarantine" or not DeltaTable.isDeltaTable(self.spark, path):
+                    if table != "quarantine":
+                        rows = self._latest_per_key(rows)
+                    rows.write.format("delta").mode("append").option("txnAppId", self.app_id) \
+                        .option("txnVersion", batch_id).option("mergeSchema", "true").save(path)
+                    continue
+                (
+                    DeltaTable.forPath(self.spark, path).alias("t")
+                    .merge(self._latest_per_key(rows).alias("s"), f"t.{KEY} = s.{KEY}")
+                    .whenMatchedUpdateAll(condition=UPDATE_IF_NEWER)
+                    .whenNotMatchedInsertAll()
+                    .execute()
+                )
+        finally:
+            self.spark.conf.unset("spark.databricks.delta.write.txnAppId")
+            self.spark.conf.unset("spark.databricks.delta.write.txnVersion")
+            routed.unpersist()
+
+    @staticmethod
+    def _latest_per_key(rows: DataFrame) -> DataFrame:
+        newest_first = Window.partitionBy(KEY).orderBy(
+            *[F.col(c).desc() for c in ("_event_time", "_source_partition")],
+            F.length("_source_position").desc(), F.col("_source_position").desc(),
+        )
+        return rows.withColumn("__rank", F.row_number().over(newest_first)).where("__rank = 1").drop("__rank")
+
+
+def native_delta_available(spark: SparkSession) -> bool:
+    try:
+        import delta.tables  # noqa: F401
+
+        spark._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")
+        return True
+    except Exception:
+        return False
+
+
+def make_sink(spark: SparkSession, lake: str, query_name: str, kind: str = "auto",
+              storage_options: dict[str, str] | None = None) -> TableSink:
+    if kind == "delta-spark" or (kind == "auto" and native_delta_available(spark)):
+        return DeltaSparkSink(spark, lake, query_name)
+    return DeltaRsSink(lake, query_name, storage_options)
+
+
+__all__ = ["DeltaRsSink", "DeltaSparkSink", "TableSink", "make_sink", "latest_per_key", "table_rows", "KINDS"]
