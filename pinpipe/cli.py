@@ -82,7 +82,7 @@ def stream(
     chosen = SOURCES if sources == "all" else _parse_list(sources, SOURCES, "source")
     spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions)
     try:
-        run(spark, settings, chosen, available_now=available_now)
+        run(spark, settings, chosen, available_now=available_now, handle_signals=True)
     finally:
         spark.stop()
 

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     kinesis: KinesisSettings = Field(default_factory=KinesisSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     # Processing-time trigger of `pinpipe stream` (Spark interval string).
-    trigger_interval: str = Field("10 seconds", pattern=r"^\d+\s*(ms|milliseconds?|seconds?|minutes?|hours?)$")
+    trigger_interval: str = Field("10 seconds", pattern=r"^\d+ (milliseconds?|seconds?|minutes?|hours?)$")
     # Per-micro-batch row cap of each source (Spark's maxOffsetsPerTrigger); None = no cap.
     max_offsets_per_trigger: int | None = Field(None, gt=0)
     starting_offsets: str = "earliest"

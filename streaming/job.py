@@ -78,8 +78,9 @@ def start_query(spark: SparkSession, settings: Settings, source: str, available_
     return query
 
 
-def run(spark: SparkSession, settings: Settings, sources: Iterable[str] = SOURCES, available_now: bool = False) -> None:
-    """Run the queries until they end (availableNow) or until SIGTERM/SIGINT (continuous)."""
+def run(spark: SparkSession, settings: Settings, sources: Iterable[str] = SOURCES, available_now: bool = False,
+        handle_signals: bool = False) -> None:
+    """Run the queries until they end (availableNow) or until stopped (SIGTERM/SIGINT when handle_signals)."""
     queries = [start_query(spark, settings, source, available_now) for source in sources]
     stopping = threading.Event()
 
@@ -87,7 +88,7 @@ def run(spark: SparkSession, settings: Settings, sources: Iterable[str] = SOURCE
         log.info("signal %s: stopping %d queries after their current batch", signum, len(queries))
         stopping.set()
 
-    if threading.current_thread() is threading.main_thread():
+    if handle_signals:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
     try:

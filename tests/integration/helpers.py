@@ -1,0 +1,52 @@
+"""Helpers shared by the integration tests: settings for a fresh prefix, an oracle for expected rows."""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+
+from pinpipe.settings import Settings
+from schemas.contracts import PLACEHOLDERS
+
+
+def fresh_settings(broker: str, lake, **overrides) -> Settings:
+    return Settings(
+        prefix=f"t{uuid.uuid4().hex[:10]}", lake=str(lake),
+        kafka={"bootstrap_servers": broker, "one_message_per_batch": True}, starting_offsets="earliest",
+        **overrides,
+    )
+
+
+def read_rows(settings: Settings, table: str) -> list[dict]:
+    from streaming.tables import read_table
+
+    data = read_table(settings, table)
+    return [] if data is None else data.to_pylist()
+
+
+def expected_follower_count(raw: str) -> int | None:
+    if raw in PLACEHOLDERS["follower_count"]:
+        return None
+    scale = {"k": 1000, "M": 1_000_000}.get(raw[-1], 1)
+    return int(raw[:-1] if scale != 1 else raw) * scale
+
+
+def expected_tables(messages) -> dict[str, dict[int, dict]]:
+    """An independent oracle: {kind: {ind: cleaned row subset}} for the generated (kind, record) messages."""
+    out: dict[str, dict[int, dict]] = {"pin": OrderedDict(), "geo": OrderedDict(), "user": OrderedDict()}
+    for kind, record in messages:
+        if kind == "pin" and "index" in record:
+            out["pin"][record["index"]] = {
+                "follower_count": expected_follower_count(record["follower_count"]),
+                "save_location": record["save_location"].removeprefix("Local save in "),
+                "title": None if record["title"] == "No Title Data Available" else record["title"],
+            }
+        elif kind == "geo" and "latitude" in record:
+            out["geo"][record["ind"]] = {"coordinates": [record["latitude"], record["longitude"]], "country": record["country"]}
+        elif kind == "user" and "first_name" in record:
+            out["user"][record["ind"]] = {"user_name": f"{record['first_name']} {record['last_name']}", "age": record["age"]}
+    return out
+
+
+def misrouted(messages) -> list[dict]:
+    return [record for kind, record in messages if kind == "user" and "first_name" not in record]

@@ -1,0 +1,135 @@
+"""End to end on real tansu, real Spark and real Delta tables: emulator -> Kafka -> job -> Delta."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from confluent_kafka import Producer
+
+from emulator.generator import Dirt, generate
+from emulator.kafka_target import produce
+from streaming.job import run
+from tests.integration.helpers import expected_tables, fresh_settings, misrouted, read_rows
+
+pytestmark = pytest.mark.integration
+
+BAD_RECORDS = [  # (kind, payload, reason fragment)
+    ("pin", "{this is not json", "malformed JSON"),
+    ("geo", json.dumps({"latitude": 1.0, "longitude": 2.0, "country": "X", "timestamp": "2020-01-01 00:00:00"}),
+     "missing required field 'ind'"),
+    ("user", json.dumps({"ind": "twelve", "first_name": "A", "last_name": "B", "age": 30}), "wrong type: 'ind'"),
+    ("geo", json.dumps({"ind": 5, "latitude": "north", "longitude": 2.0}), "wrong type: 'latitude'"),
+]
+
+
+def send_raw(settings, records) -> None:
+    producer = Producer({**settings.kafka_config(), "batch.num.messages": 1})
+    for kind, payload in records:
+        producer.produce(settings.topic(kind), value=payload.encode(), partition=0)
+    assert producer.flush(30) == 0
+
+
+def table_versions(settings) -> dict[str, int]:
+    from deltalake import DeltaTable
+
+    return {t: DeltaTable(settings.table_path(t)).version() for t in ("pin", "geo", "user", "quarantine")}
+
+
+def assert_lake_matches(settings, messages, extra_bad: int) -> None:
+    expected = expected_tables(messages)
+    for kind in ("pin", "geo", "user"):
+        rows = read_rows(settings, kind)
+        inds = [r["ind"] for r in rows]
+        assert len(inds) == len(set(inds)), f"{kind}: duplicate ind"
+        assert set(inds) == set(expected[kind]), f"{kind}: wrong set of inds"
+        for row in rows:
+            for column, value in expected[kind][row["ind"]].items():
+                assert row[column] == value, (kind, row["ind"], column)
+    quarantine = read_rows(settings, "quarantine")
+    assert len(quarantine) == len(misrouted(messages)) + extra_bad
+    assert all(q["reason"] and q["payload"] and q["source_position"] is not None for q in quarantine)
+
+
+def test_posts_land_once_cleaned_and_bad_records_are_quarantined(spark, kafka_broker, tmp_path):
+    settings = fresh_settings(kafka_broker, tmp_path / "lake")
+    messages = list(generate(400, seed=7, dirt=Dirt(repeat_rate=0.2, misrouted_rate=0.02)))
+    assert Counter(k for k, _ in messages) == {"pin": 400, "geo": 400, "user": 400}
+    produce(settings, messages, progress=False)
+    send_raw(settings, [(kind, payload) for kind, payload, _ in BAD_RECORDS])
+
+    run(spark, settings, available_now=True)
+
+    assert_lake_matches(settings, messages, extra_bad=len(BAD_RECORDS))
+    quarantine = read_rows(settings, "quarantine")
+    for kind, payload, reason in BAD_RECORDS:
+        (row,) = [q for q in quarantine if q["payload"] == payload]
+        assert reason in row["reason"] and row["expected_kind"] == kind
+        assert (row["source_system"], row["source_name"]) == ("kafka", settings.topic(kind))
+        assert row["source_partition"] == "0" and row["source_position"].isdigit() and row["ingested_at"]
+    assert any(q["reason"] == "wrong kind: a pin record on the user source" for q in quarantine)
+
+    before = table_versions(settings)
+    run(spark, settings, available_now=True)  # nothing new: nothing written
+    assert table_versions(settings) == before
+    assert_lake_matches(settings, messages, extra_bad=len(BAD_RECORDS))
+
+
+def test_a_later_record_for_an_ind_replaces_the_earlier(spark, kafka_broker, tmp_path):
+    settings = fresh_settings(kafka_broker, tmp_path / "lake")
+    first = {"ind": 1, "first_name": "Old", "last_name": "Name", "age": 20, "date_joined": "2015-10-24 11:23:51"}
+    send_raw(settings, [("user", json.dumps(first))])
+    run(spark, settings, available_now=True)
+    time.sleep(0.01)
+    send_raw(settings, [("user", json.dumps({**first, "first_name": "New", "age": 21}))])
+    run(spark, settings, available_now=True)
+    (row,) = read_rows(settings, "user")
+    assert (row["user_name"], row["age"]) == ("New Name", 21)
+
+
+def _job_env(settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PINPIPE_PREFIX": settings.prefix, "PINPIPE_LAKE": settings.lake,
+        "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "PINPIPE_MAX_OFFSETS_PER_TRIGGER": "150", "PINPIPE_TRIGGER_INTERVAL": "100 milliseconds",
+        "PINPIPE_STARTING_OFFSETS": "earliest",
+    }
+
+
+def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(kafka_broker, tmp_path):
+    settings = fresh_settings(kafka_broker, tmp_path / "lake")
+    messages = list(generate(600, seed=11, dirt=Dirt(repeat_rate=0.1, misrouted_rate=0.05)))
+    produce(settings, messages, progress=False)
+    env = _job_env(settings)
+    command = [sys.executable, "-m", "pinpipe.cli", "stream"]
+    job = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           start_new_session=True)
+    try:
+        # Kill it once some batches have committed, but well before it could finish.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            quarantine_log = tmp_path / "lake" / "quarantine" / "_delta_log"
+            if quarantine_log.exists() and len(list(quarantine_log.glob("*.json"))) >= 2:
+                break
+            assert job.poll() is None, job.stderr.read().decode()[-3000:]
+            time.sleep(0.05)
+        else:
+            pytest.fail("the job committed nothing within 180 s")
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(30)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    partial = read_rows(settings, "pin")
+    assert 0 < len(partial) < len(expected_tables(messages)["pin"]), "kill did not land mid-run"
+
+    finished = subprocess.run(command + ["--available-now"], env=env, cwd=tmp_path, capture_output=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr.decode()[-3000:]
+    assert_lake_matches(settings, messages, extra_bad=0)
