@@ -206,11 +206,10 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         begin: Offsets = {}
         for topic, partitions in latest.items():
             for p in partitions:
-                if str(p) in start.get(topic, {}):
-                    begin.setdefault(topic, {})[p] = start[topic][p]
+                if p in start.get(topic, {}):
+                    begin.setdefault(topic, {})[p] = self._check_not_reset(topic, p, start[topic][p], latest[topic][p])
                 else:  # a partition new since the last batch: read it from its earliest offset
                     begin.setdefault(topic, {})[p] = self._watermarks(topic, int(p))[0]
-        self._check_lost_partitions(start, latest)
         end = {t: {p: max(begin[t][p], latest[t][p]) for p in ps} for t, ps in latest.items()}
         if isinstance(limit, ReadMaxRows):
             end = _rate_limit(begin, end, limit.max_rows)
@@ -220,12 +219,16 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 end.setdefault(topic, {}).setdefault(p, offset)
         return end
 
-    def _check_lost_partitions(self, start: Offsets, latest: Offsets) -> None:
-        if self._available_now_end is not None:
-            return
-        missing = [f"{t}-{p}" for t, ps in start.items() for p in ps if p not in latest.get(t, {})]
-        if missing and self.options.fail_on_data_loss and not self.options.topic_pattern:
-            log.warning("partitions %s are not in the broker's metadata; keeping their offsets", missing)
+    def _check_not_reset(self, topic: str, partition: str, committed: int, latest: int) -> int:
+        """A log that ends before our offset was deleted and recreated (or truncated)."""
+        if latest >= committed:
+            return committed
+        message = (f"{topic}-{partition}: the log ends at offset {latest}, before the query's offset {committed}; "
+                   "the topic was recreated or truncated. Set failOnDataLoss=false to read it again from its start")
+        if self.options.fail_on_data_loss:
+            raise KafkaDataLossError(message)
+        log.warning("%s; reading from the start", message)
+        return self._watermarks(topic, int(partition))[0]
 
     def reportLatestOffset(self) -> Offsets | None:
         return self._last_latest
@@ -234,9 +237,9 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         ranges = []
         for topic, partitions in sorted(end.items()):
             for p, stop in sorted(partitions.items(), key=lambda item: int(item[0])):
-                if p in start.get(topic, {}):
+                if p in start.get(topic, {}) and start[topic][p] <= stop:
                     begin = start[topic][p]
-                else:  # new partition: begins at its earliest offset (stable unless retention deleted data)
+                else:  # new (or reset) partition: its earliest offset (stable unless retention deleted data)
                     begin = self._watermarks(topic, int(p))[0]
                 if stop > begin:
                     ranges.append(KafkaRange(topic, int(p), begin, stop, self.options))

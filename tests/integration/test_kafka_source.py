@@ -163,3 +163,45 @@ def test_a_replayed_range_reads_the_same_records(kafka_broker):
 def test_bad_options_are_named(options, message):
     with pytest.raises(KafkaSourceOptionError, match=message):
         KafkaOptions.parse(options)
+
+
+def test_a_recreated_topic_is_data_loss_not_a_silent_stall(spark, tmp_path):
+    """The demo case: the in-memory broker restarts, the checkpoint's offsets are past the new log's end."""
+    from pinpipe import local
+
+    state = tmp_path / "broker"
+    checkpoint = str(tmp_path / "cp")
+
+    def run(broker, **options):
+        seen = []
+        reader = (spark.readStream.format("pinpipe-kafka").option("kafka.bootstrap.servers", broker)
+                  .option("subscribe", "recreated").option("startingOffsets", "earliest"))
+        for key, value in options.items():
+            reader = reader.option(key, value)
+        query = (reader.load().writeStream.foreachBatch(lambda df, _: seen.extend(r.value.decode() for r in df.collect()))
+                 .trigger(availableNow=True).option("checkpointLocation", checkpoint).start())
+        try:
+            query.awaitTermination(180)
+        except Exception as error:  # noqa: BLE001
+            return error
+        return seen
+
+    broker = local.start_service("kafka", state).endpoint
+    produce(broker, make_topic_named(broker, "recreated"), [f"old{i}" for i in range(10)])
+    assert len(run(broker)) == 10
+    local.stop_service("kafka", state)
+    broker = local.start_service("kafka", state).endpoint
+    try:
+        produce(broker, make_topic_named(broker, "recreated"), ["new0", "new1"])
+        error = run(broker)
+        assert "recreated or truncated" in str(error)
+        assert sorted(run(broker, failOnDataLoss="false")) == ["new0", "new1"]
+    finally:
+        local.stop_service("kafka", state)
+
+
+def make_topic_named(broker: str, topic: str) -> str:
+    admin = AdminClient({"bootstrap.servers": broker})
+    for future in admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)]).values():
+        future.result(30)
+    return topic
