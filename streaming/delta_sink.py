@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Protocol
 
 import pyarrow as pa
@@ -107,7 +108,12 @@ class DeltaRsSink(_AppIdMixin):
         self.storage_options = storage_options
 
     def write_micro_batch(self, routed: DataFrame, batch_id: int) -> None:
-        self.write_arrow(routed.toArrow(), batch_id)
+        started = time.perf_counter()
+        arrow = routed.toArrow()
+        collected = time.perf_counter()
+        self.write_arrow(arrow, batch_id)
+        log.info("%s batch %d: %d rows, %.2fs to Arrow, %.2fs to Delta", self.query_name, batch_id,
+                 arrow.num_rows, collected - started, time.perf_counter() - collected)
 
     def write_arrow(self, routed: pa.Table, batch_id: int) -> None:
         app_id = self.app_id
