@@ -12,7 +12,8 @@ import typer
 from pinpipe import local
 from pinpipe.settings import LOCAL_STATE_DIR, SettingsError, get_settings
 
-app = typer.Typer(help="Streaming-first Pinterest data pipeline.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="Streaming-first Pinterest data pipeline.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
 local_app = typer.Typer(help="Embedded services on 127.0.0.1 (tansu, kinesalite, moto S3).", no_args_is_help=True)
 app.add_typer(local_app, name="local")
 

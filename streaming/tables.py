@@ -8,14 +8,23 @@ from pinpipe.settings import Settings
 from schemas.contracts import TABLES
 
 
-def read_table(settings: Settings, table: str) -> pa.Table | None:
-    from deltalake import DeltaTable
+def read_delta(path: str, storage_options: dict[str, str] | None = None) -> pa.Table | None:
+    """A Delta table as Arrow (sorted by ``ind`` where it has one); None when there is no table."""
+    from deltalake import DeltaTable, QueryBuilder
     from deltalake.exceptions import TableNotFoundError
 
     try:
-        return DeltaTable(settings.table_path(table), storage_options=settings.delta_storage_options()).to_pyarrow_table()
+        delta = DeltaTable(path, storage_options=storage_options)
     except TableNotFoundError:
         return None
+    # QueryBuilder rather than to_pyarrow_table(): the latter sometimes aborts the interpreter at
+    # exit ("terminate called without an active exception") with deltalake 1.6 + pyarrow 26.
+    order = " ORDER BY ind" if "ind" in [field.name for field in delta.schema().fields] else ""
+    return pa.table(QueryBuilder().register("t", delta).execute("SELECT * FROM t" + order).read_all())
+
+
+def read_table(settings: Settings, table: str) -> pa.Table | None:
+    return read_delta(settings.table_path(table), settings.delta_storage_options())
 
 
 def describe_tables(settings: Settings, sample_rows: int = 3) -> str:

@@ -10,6 +10,7 @@ from deltalake import DeltaTable
 
 from schemas.cleaning import route
 from streaming.delta_sink import DeltaRsSink, latest_per_key, table_rows
+from streaming.tables import read_delta
 
 T = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 ENVELOPE = ("value string, _kind string, _source_system string, _source_name string, _source_partition string, "
@@ -34,11 +35,11 @@ def test_a_batch_replayed_after_a_partial_commit_writes_only_what_is_missing(spa
     sink.write_arrow(batch, 0)
     sink.write_arrow(batch, 0)  # and once more, as after a second crash
     assert DeltaTable(str(tmp_path / "user")).version() == 0  # written once
-    assert DeltaTable(str(tmp_path / "quarantine")).to_pyarrow_table().num_rows == 1
+    assert read_delta(str(tmp_path / "quarantine")).num_rows == 1
     assert DeltaTable(str(tmp_path / "user")).transaction_version(sink.app_id) == 0
 
     sink.write_arrow(routed_batch(spark, [user(1, "C", 3)]), 1)  # the next batch does land
-    users = {r["ind"]: r["user_name"] for r in DeltaTable(str(tmp_path / "user")).to_pyarrow_table().to_pylist()}
+    users = {r["ind"]: r["user_name"] for r in read_delta(str(tmp_path / "user")).to_pylist()}
     assert users == {1: "C X", 2: "B X"}
 
 
@@ -68,7 +69,7 @@ def test_an_older_record_does_not_overwrite_a_newer_one(spark, tmp_path):
     sink.bind("q")
     sink.write_arrow(routed_batch(spark, [user(1, "New", 5, T)]), 0)
     sink.write_arrow(routed_batch(spark, [user(1, "Old", 2, T - dt.timedelta(hours=1))]), 1)
-    (row,) = DeltaTable(str(tmp_path / "user")).to_pyarrow_table().to_pylist()
+    (row,) = read_delta(str(tmp_path / "user")).to_pylist()
     assert row["user_name"] == "New X"
 
 
