@@ -81,7 +81,7 @@ def main() -> None:
             shutil.rmtree(lake, ignore_errors=True)
             attempt_settings = settings.model_copy(update={"lake": str(lake)})
             started = time.perf_counter()
-            run(spark, attempt_settings, available_now=True)
+            run(spark, attempt_settings, ["kafka"], available_now=True)
             results["pipeline"].append(time.perf_counter() - started)
             results["reference"].append(reference_file_to_parquet(spark, files, work / f"ref{attempt}"))
             print(f"attempt {attempt + 1}: pipeline {results['pipeline'][-1]:.1f}s, "

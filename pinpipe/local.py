@@ -22,7 +22,7 @@ from typing import Callable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NODE_SERVICES_DIR = PROJECT_ROOT / "deploy" / "local"
-SERVICES = ("kafka", "kinesis", "s3")
+SERVICES = ("kafka", "kinesis", "s3")  # `local up`; "kinesis-mock" is started by the resharding tests
 
 
 @dataclass
@@ -66,6 +66,21 @@ def _kinesis_command(port: int) -> list[str]:
     return ["node", str(NODE_SERVICES_DIR / "kinesalite.js"), str(port)]
 
 
+def _kinesis_mock_command(port: int) -> list[str]:
+    package = NODE_SERVICES_DIR / "node_modules" / "kinesis-local"
+    if not package.is_dir():
+        raise ServiceError(f"kinesis-local is missing: run `npm install --prefix {NODE_SERVICES_DIR}` (make does it)")
+    return ["node", str(package / "main.js")]
+
+
+def _kinesis_mock_env(port: int) -> dict[str, str]:
+    # kinesis-mock reads its ports from the environment and its server.json from the working
+    # directory; it has no bind-address setting (it listens on every interface).
+    return {"KINESIS_MOCK_PLAIN_PORT": str(port), "KINESIS_MOCK_TLS_PORT": str(free_port()),
+            "CREATE_STREAM_DURATION": "0ms", "DELETE_STREAM_DURATION": "0ms", "UPDATE_STREAM_DURATION": "0ms",
+            "SHARD_LIMIT": "1000", "LOG_LEVEL": "WARN"}
+
+
 def _s3_command(port: int) -> list[str]:
     return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
 
@@ -94,8 +109,9 @@ def _http_ready(endpoint: str) -> bool:
 
 
 _COMMANDS: dict[str, Callable[[int], list[str]]] = {
-    "kafka": _kafka_command, "kinesis": _kinesis_command, "s3": _s3_command,
+    "kafka": _kafka_command, "kinesis": _kinesis_command, "s3": _s3_command, "kinesis-mock": _kinesis_mock_command,
 }
+_ENVIRONMENTS: dict[str, Callable[[int], dict[str, str]]] = {"kinesis-mock": _kinesis_mock_env}
 
 
 def _endpoint(name: str, port: int) -> str:
@@ -103,7 +119,9 @@ def _endpoint(name: str, port: int) -> str:
 
 
 def _ready(name: str, endpoint: str) -> bool:
-    return _kafka_ready(endpoint) if name == "kafka" else _http_ready(endpoint)
+    if name == "kafka":
+        return _kafka_ready(endpoint)
+    return _kinesis_ready(endpoint) if name.startswith("kinesis") else _http_ready(endpoint)
 
 
 def _state_file(state_dir: Path, name: str) -> Path:
@@ -139,9 +157,11 @@ def start_service(name: str, state_dir: Path, timeout: float = 30.0) -> RunningS
         port = free_port()
         endpoint = _endpoint(name, port)
         with open(log_path, "ab") as log:
+            extra_env = _ENVIRONMENTS.get(name, lambda _port: {})(port)
+            workdir = NODE_SERVICES_DIR / "node_modules" / "kinesis-local" if name == "kinesis-mock" else state_dir
             process = subprocess.Popen(
-                _COMMANDS[name](port), stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True, cwd=state_dir,
+                _COMMANDS[name](port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd=workdir, env={**os.environ, **extra_env},
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and process.poll() is None:
@@ -175,6 +195,17 @@ def _terminate(pid: int, grace: float = 5.0) -> None:
         pass
 
 
+def _kinesis_ready(endpoint: str) -> bool:
+    import boto3
+
+    try:
+        boto3.client("kinesis", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="local",
+                     aws_secret_access_key="local").list_streams()
+        return True
+    except Exception:
+        return False
+
+
 def stop_service(name: str, state_dir: Path) -> bool:
     running = read_state(state_dir, name)
     _state_file(state_dir, name).unlink(missing_ok=True)
@@ -191,6 +222,10 @@ def settings_env(services: dict[str, RunningService]) -> dict[str, str]:
         env["PINPIPE_KAFKA__ONE_MESSAGE_PER_BATCH"] = "true"
     if "kinesis" in services:
         env["PINPIPE_KINESIS__ENDPOINT_URL"] = services["kinesis"].endpoint
+    if "kinesis" in services or "s3" in services:
+        # The emulators accept any credentials, but boto3 wants some.
+        env["PINPIPE_KINESIS__ACCESS_KEY"] = "local"
+        env["PINPIPE_KINESIS__SECRET_KEY"] = "local"
     if "s3" in services:
         env["PINPIPE_S3__ENDPOINT_URL"] = services["s3"].endpoint
     return env
@@ -204,7 +239,7 @@ def up(state_dir: Path, names: tuple[str, ...] = SERVICES) -> dict[str, RunningS
 
 
 def down(state_dir: Path) -> list[str]:
-    stopped = [name for name in SERVICES if stop_service(name, state_dir)]
+    stopped = [name for name in (*SERVICES, "kinesis-mock") if stop_service(name, state_dir)]
     (state_dir / "services.env").unlink(missing_ok=True)
     return stopped
 

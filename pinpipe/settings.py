@@ -36,6 +36,13 @@ class KafkaSettings(BaseModel):
 class KinesisSettings(BaseModel):
     endpoint_url: str | None = None
     region: str = "us-east-1"
+    # Unset: boto3's default credential chain. The local profile sets dummy keys for the emulator.
+    access_key: str | None = None
+    secret_key: str | None = None
+    role_arn: str | None = None
+    initial_position: Literal["trim_horizon", "earliest", "latest"] = "trim_horizon"
+    max_records_per_fetch: int = Field(10_000, gt=0, le=10_000)
+    shard_fetch_interval: str = Field("200ms", pattern=r"^\d+(\.\d+)?(ms|s)$")
 
 
 class S3Settings(BaseModel):
@@ -81,6 +88,21 @@ class Settings(BaseSettings):
 
     def stream_name(self, kind: str) -> str:
         return f"streaming-{self.prefix}-{kind}"
+
+    @property
+    def stream_names(self) -> list[str]:
+        return [self.stream_name(kind) for kind in KINDS]
+
+    def boto3_client(self, service: Literal["kinesis", "s3"]):
+        """A boto3 client for Kinesis or S3 with this deployment's endpoint and credentials."""
+        import boto3
+
+        endpoint = self.kinesis.endpoint_url if service == "kinesis" else self.s3.endpoint_url
+        from botocore.config import Config
+
+        return boto3.client(service, endpoint_url=endpoint, region_name=self.kinesis.region,
+                            aws_access_key_id=self.kinesis.access_key, aws_secret_access_key=self.kinesis.secret_key,
+                            config=Config(retries={"max_attempts": 10, "mode": "adaptive"}))
 
     def table_path(self, name: str) -> str:
         return f"{self.lake}/{name}"

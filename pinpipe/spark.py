@@ -32,5 +32,7 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
 
 def register_data_sources(spark: SparkSession) -> None:
     from streaming.kafka_source import KafkaDataSource
+    from streaming.kinesis_source import KinesisDataSource
 
     spark.dataSource.register(KafkaDataSource)
+    spark.dataSource.register(KinesisDataSource)

@@ -23,7 +23,7 @@ from streaming.delta_sink import TableSink, make_sink
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("kafka",)  # the Kinesis source joins in its own change
+SOURCES = ("kafka", "kinesis")
 
 
 def kind_of(source_name: F.Column, separator: str) -> F.Column:
@@ -55,8 +55,41 @@ def read_kafka(spark: SparkSession, settings: Settings) -> DataFrame:
     return reader.load()
 
 
+def kinesis_envelope(raw: DataFrame) -> DataFrame:
+    """Kinesis source rows -> the envelope the cleaning rules take."""
+    position = F.when(F.col("subSequenceNumber") > 0,
+                      F.concat_ws(":", "sequenceNumber", F.col("subSequenceNumber").cast("string"))
+                      ).otherwise(F.col("sequenceNumber"))
+    return raw.select(
+        F.col("data").cast("string").alias("value"),
+        kind_of(F.col("stream"), "-").alias("_kind"),
+        F.lit("kinesis").alias("_source_system"),
+        F.col("stream").alias("_source_name"),
+        F.col("shardId").alias("_source_partition"),
+        position.alias("_source_position"),
+        F.col("approximateArrivalTimestamp").alias("_event_time"),
+    )
+
+
+def read_kinesis(spark: SparkSession, settings: Settings) -> DataFrame:
+    kinesis = settings.kinesis
+    options = {
+        "streamName": ",".join(settings.stream_names), "region": kinesis.region,
+        "endpointUrl": kinesis.endpoint_url, "initialPosition": kinesis.initial_position,
+        "maxRecordsPerFetch": str(kinesis.max_records_per_fetch), "shardFetchInterval": kinesis.shard_fetch_interval,
+        "awsAccessKey": kinesis.access_key, "awsSecretKey": kinesis.secret_key, "roleArn": kinesis.role_arn,
+        "maxRecordsPerTrigger": str(settings.max_offsets_per_trigger) if settings.max_offsets_per_trigger else None,
+    }
+    reader = spark.readStream.format("pinpipe-kinesis")
+    for key, value in options.items():
+        if value is not None:
+            reader = reader.option(key, value)
+    return reader.load()
+
+
 ENVELOPES: dict[str, Callable[[SparkSession, Settings], DataFrame]] = {
     "kafka": lambda spark, settings: kafka_envelope(read_kafka(spark, settings)),
+    "kinesis": lambda spark, settings: kinesis_envelope(read_kinesis(spark, settings)),
 }
 
 

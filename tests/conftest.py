@@ -39,3 +39,19 @@ def kafka_broker(services_dir) -> str:
 def seed_records() -> dict[str, list[dict]]:
     """The original pipeline's consumer dumps: {kind: [{topic, key, value, partition, offset}]}."""
     return {kind: json.loads((DATA_DIR / f"{kind}_consumer.json").read_text()) for kind in ("pin", "geo", "user")}
+
+
+@pytest.fixture(scope="session")
+def kinesis_endpoint(services_dir) -> str:
+    """A real kinesalite on loopback, for the whole session."""
+    service = local.start_service("kinesis", services_dir)
+    yield service.endpoint
+    local.stop_service("kinesis", services_dir)
+
+
+@pytest.fixture(scope="session")
+def kinesis_mock_endpoint(services_dir) -> str:
+    """kinesis-local (kinesis-mock): the emulator that reshards like AWS (ChildShards, UpdateShardCount)."""
+    service = local.start_service("kinesis-mock", services_dir)
+    yield service.endpoint
+    local.stop_service("kinesis-mock", services_dir)

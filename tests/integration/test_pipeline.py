@@ -64,7 +64,7 @@ def test_posts_land_once_cleaned_and_bad_records_are_quarantined(spark, kafka_br
     produce(settings, messages, progress=False)
     send_raw(settings, [(kind, payload) for kind, payload, _ in BAD_RECORDS])
 
-    run(spark, settings, available_now=True)
+    run(spark, settings, ["kafka"], available_now=True)
 
     assert_lake_matches(settings, messages, extra_bad=len(BAD_RECORDS))
     quarantine = read_rows(settings, "quarantine")
@@ -76,7 +76,7 @@ def test_posts_land_once_cleaned_and_bad_records_are_quarantined(spark, kafka_br
     assert any(q["reason"] == "wrong kind: a pin record on the user source" for q in quarantine)
 
     before = table_versions(settings)
-    run(spark, settings, available_now=True)  # nothing new: nothing written
+    run(spark, settings, ["kafka"], available_now=True)  # nothing new: nothing written
     assert table_versions(settings) == before
     assert_lake_matches(settings, messages, extra_bad=len(BAD_RECORDS))
 
@@ -85,10 +85,10 @@ def test_a_later_record_for_an_ind_replaces_the_earlier(spark, kafka_broker, tmp
     settings = fresh_settings(kafka_broker, tmp_path / "lake")
     first = {"ind": 1, "first_name": "Old", "last_name": "Name", "age": 20, "date_joined": "2015-10-24 11:23:51"}
     send_raw(settings, [("user", json.dumps(first))])
-    run(spark, settings, available_now=True)
+    run(spark, settings, ["kafka"], available_now=True)
     time.sleep(0.01)
     send_raw(settings, [("user", json.dumps({**first, "first_name": "New", "age": 21}))])
-    run(spark, settings, available_now=True)
+    run(spark, settings, ["kafka"], available_now=True)
     (row,) = read_rows(settings, "user")
     assert (row["user_name"], row["age"]) == ("New Name", 21)
 
@@ -108,7 +108,7 @@ def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(kafka_broker,
     messages = list(generate(600, seed=11, dirt=Dirt(repeat_rate=0.1, misrouted_rate=0.05)))
     produce(settings, messages, progress=False)
     env = _job_env(settings)
-    command = [sys.executable, "-m", "pinpipe.cli", "stream"]
+    command = [sys.executable, "-m", "pinpipe.cli", "stream", "--sources", "kafka"]
     job = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            start_new_session=True)
     try:
