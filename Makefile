@@ -22,13 +22,14 @@ $(NODE_STAMP): deploy/local/package.json
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
-# The whole pipeline on the embedded services, from an empty lake: emulator -> Kafka -> Spark -> Delta.
+# The whole pipeline on the embedded services, from an empty lake: emulator -> Kafka + Kinesis -> Spark -> Delta.
 demo: install
 	rm -rf demo-lake
 	$(PINPIPE) local up
 	set -e; trap '$(PINPIPE) local down' EXIT; \
 	export PINPIPE_LAKE=demo-lake; \
-	$(PINPIPE) emulate --records $(DEMO_POSTS) --seed 42; \
+	$(PINPIPE) emulate --target kafka --records $(DEMO_POSTS) --seed 42; \
+	$(PINPIPE) emulate --target kinesis --records $(DEMO_POSTS) --seed 42; \
 	$(PINPIPE) stream --available-now; \
 	$(PINPIPE) show
 
@@ -40,6 +41,7 @@ test-unit: install
 
 bench: install
 	$(PY) benchmarks/kafka_to_delta.py
+	$(PY) benchmarks/kinesis_source.py
 
 clean:
 	rm -rf $(VENV) deploy/local/node_modules demo-lake .pinpipe

@@ -51,23 +51,34 @@ def local_status() -> None:
 
 @app.command()
 def emulate(
-    target: Annotated[str, typer.Option(help="Where to send: kafka")] = "kafka",
+    target: Annotated[str, typer.Option(help="Where to send: kafka, kinesis, or both (comma list)")] = "kafka",
     records: Annotated[int, typer.Option(min=1, help="Posts to send (each a pin, a geo and a user message)")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed sends the same records")] = 0,
-    partitions: Annotated[int, typer.Option(min=1, help="Partitions of topics the emulator creates")] = 2,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions (Kafka) / shards (Kinesis) of what it creates")] = 2,
     misrouted_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of posts whose user record goes astray")] = 0.002,
-    bulk: Annotated[bool, typer.Option(help="Batch sends for speed (bulk loads)")] = False,
+    bulk: Annotated[bool, typer.Option(help="Kafka: batch sends for speed (bulk loads)")] = False,
+    aggregate: Annotated[bool, typer.Option(help="Kinesis: pack records KPL-style (aws-kinesis-agg)")] = False,
+    partition_key: Annotated[str, typer.Option(help="Kinesis partition key: ind (spread, per-post order) or kind (the seed's)")] = "ind",
 ) -> None:
     """Send Pinterest-like posts through the ingest path."""
     from emulator.generator import Dirt, generate
 
     settings = get_settings()
-    _parse_list(target, ("kafka",), "target")
-    from emulator.kafka_target import produce
+    targets = _parse_list(target, ("kafka", "kinesis"), "target")
+    key_mode = _parse_list(partition_key, ("ind", "kind"), "partition key")[0]
+    for name in targets:
+        messages = generate(records, seed, Dirt(misrouted_rate=misrouted_rate))
+        if name == "kafka":
+            from emulator.kafka_target import produce
 
-    sent = produce(settings, generate(records, seed, Dirt(misrouted_rate=misrouted_rate)), partitions=partitions,
-                   bulk=bulk, total=records * 3)
-    typer.echo(f"sent {sent} messages ({records} posts) to {', '.join(settings.topics)}")
+            sent = produce(settings, messages, partitions=partitions, bulk=bulk, total=records * 3)
+            typer.echo(f"sent {sent} messages ({records} posts) to {', '.join(settings.topics)}")
+        else:
+            from emulator.kinesis_target import produce
+
+            sent = produce(settings, messages, shards=partitions, key_mode=key_mode, aggregate=aggregate,
+                           total=records * 3)
+            typer.echo(f"put {sent} records ({records} posts) to {', '.join(settings.stream_names)}")
 
 
 @app.command()

@@ -225,15 +225,23 @@ def _iterator_args(position: dict) -> dict:
 
 
 def user_records(record: dict) -> Iterator[tuple[str, bytes, int, str]]:
-    """One Kinesis record -> (partition key, data, sub-sequence number, seq); KPL aggregates unpacked."""
+    """One Kinesis record -> (partition key, data, sub-sequence number, seq); KPL aggregates unpacked.
+
+    A plain record (sub-sequence -1) skips the deaggregator: most records are plain and the check
+    for the KPL magic bytes is all they need.
+    """
+    from aws_kinesis_agg import MAGIC
     from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 
-    seq = record["SequenceNumber"]
+    seq, data = record["SequenceNumber"], record["Data"]
+    if not data.startswith(MAGIC):
+        yield record["PartitionKey"], data, -1, seq
+        return
     for user in iter_deaggregate_records(record, data_format="Boto3"):
         body = user["kinesis"]
         if body.get("aggregated"):
             yield body["partitionKey"], base64.b64decode(body["data"]), int(body["subSequenceNumber"]), seq
-        else:
+        else:  # the magic bytes, but not a valid aggregate (bad digest): a plain record after all
             yield body["partitionKey"], body["data"], -1, seq
 
 

@@ -34,7 +34,12 @@ def describe_tables(settings: Settings, sample_rows: int = 3) -> str:
         if data is None:
             lines.append(f"{table}: no table yet at {settings.table_path(table)}")
             continue
-        lines.append(f"{table}: {data.num_rows} rows  ({settings.table_path(table)})")
+        by_source = ""
+        for name in ("_source_system", "source_system"):
+            if name in data.column_names:
+                counts = data.group_by(name).aggregate([([], "count_all")]).to_pylist()
+                by_source = " (" + ", ".join(f"{c[name]} {c['count_all']}" for c in sorted(counts, key=str)) + ")"
+        lines.append(f"{table}: {data.num_rows} rows{by_source}  at {settings.table_path(table)}")
         visible = [c for c in data.column_names if not c.startswith("_")]
         for row in data.select(visible).slice(0, sample_rows).to_pylist():
             lines.append("    " + ", ".join(f"{k}={_short(v)}" for k, v in row.items()))

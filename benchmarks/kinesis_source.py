@@ -1,0 +1,114 @@
+"""Kinesis source records/s against a bare boto3 get_records loop, same stream, same emulator, same run.
+
+    .venv/bin/python benchmarks/kinesis_source.py --records 100000 --shards 2
+
+Reference: a plain loop over the shards (TRIM_HORIZON iterator, get_records(Limit=10000) until
+caught up), counting records. Pipeline: the Spark query with the pinpipe-kinesis source,
+trigger(availableNow=True), a foreachBatch sink that only counts. Two figures for the pipeline:
+wall time of the whole query (start-up and shutdown included) and the sum of its micro-batch
+durations (Spark's own progress report), which is what a long-running stream sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import boto3  # noqa: E402
+
+from pinpipe import local  # noqa: E402
+from pinpipe.spark import build_spark_session  # noqa: E402
+
+
+def fill(client, stream: str, records: int, size: int) -> None:
+    payload = b"x" * size
+    for start in range(0, records, 500):
+        n = min(500, records - start)
+        response = client.put_records(StreamName=stream, Records=[
+            {"PartitionKey": str(start + i), "Data": payload} for i in range(n)])
+        assert response["FailedRecordCount"] == 0
+
+
+def boto3_loop(client, stream: str) -> int:
+    count = 0
+    for shard in client.list_shards(StreamName=stream)["Shards"]:
+        iterator = client.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
+                                             ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while iterator:
+            response = client.get_records(ShardIterator=iterator, Limit=10_000)
+            count += len(response["Records"])
+            if not response["Records"]:
+                break
+            iterator = response.get("NextShardIterator")
+    return count
+
+
+def spark_query(spark, endpoint: str, stream: str, checkpoint: Path) -> tuple[int, float, float]:
+    counted = []
+    reader = (spark.readStream.format("pinpipe-kinesis").option("streamName", stream).option("endpointUrl", endpoint)
+              .option("awsAccessKey", "local").option("awsSecretKey", "local")
+              .option("initialPosition", "trim_horizon").option("shardFetchInterval", "0ms"))
+    started = time.perf_counter()
+    query = (reader.load().writeStream.foreachBatch(lambda df, _: counted.append(df.count()))
+             .trigger(availableNow=True).option("checkpointLocation", str(checkpoint)).start())
+    query.awaitTermination()
+    wall = time.perf_counter() - started
+    batches = sum(p["durationMs"]["triggerExecution"] for p in query.recentProgress if p["numInputRows"]) / 1000
+    return sum(counted), wall, batches
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--size", type=int, default=500, help="bytes per record")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="pinpipe-kinesis-bench-"))
+    spark = build_spark_session(app_name="kinesis-bench")
+    try:
+        endpoint = local.start_service("kinesis", work / "services").endpoint
+        client = boto3.client("kinesis", endpoint_url=endpoint, region_name="us-east-1",
+                              aws_access_key_id="local", aws_secret_access_key="local")
+        stream = f"bench-{uuid.uuid4().hex[:6]}"
+        client.create_stream(StreamName=stream, ShardCount=args.shards)
+        client.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2})
+        started = time.perf_counter()
+        fill(client, stream, args.records, args.size)
+        print(f"put {args.records} records of {args.size} B over {args.shards} shards in "
+              f"{time.perf_counter() - started:.1f}s")
+
+        loop_times, wall_times, batch_times = [], [], []
+        for attempt in range(args.repeats):
+            started = time.perf_counter()
+            assert boto3_loop(client, stream) == args.records
+            loop_times.append(time.perf_counter() - started)
+            count, wall, batches = spark_query(spark, endpoint, stream, work / f"cp{attempt}")
+            assert count == args.records, count
+            wall_times.append(wall)
+            batch_times.append(batches)
+            print(f"attempt {attempt + 1}: boto3 loop {loop_times[-1]:.1f}s, source query {wall:.1f}s "
+                  f"(micro-batches {batches:.1f}s)")
+        reference = args.records / min(loop_times)
+        wall_rate = args.records / min(wall_times)
+        batch_rate = args.records / min(batch_times)
+        print(f"bare boto3 get_records loop:              {reference:10,.0f} records/s")
+        print(f"pinpipe-kinesis source, whole query:      {wall_rate:10,.0f} records/s  ratio {wall_rate / reference:.2f}x")
+        print(f"pinpipe-kinesis source, micro-batch time: {batch_rate:10,.0f} records/s  ratio {batch_rate / reference:.2f}x"
+              "  (goal >= 0.9x)")
+    finally:
+        spark.stop()
+        local.stop_service("kinesis", work / "services")
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
