@@ -8,7 +8,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := deploy/local/node_modules/.installed
 DEMO_POSTS ?= 5000
 
-.PHONY: install demo test test-unit bench clean
+.PHONY: install airflow-venv demo test test-unit bench clean
 
 $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,17 @@ $(PY_STAMP): pyproject.toml
 $(NODE_STAMP): deploy/local/package.json
 	npm install --prefix deploy/local --no-audit --no-fund --loglevel=error
 	touch $@
+
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
+
+# Airflow gets a venv of its own: it brings pandas 3 and pyspark-client, which clash with the job's.
+$(AIRFLOW_STAMP): deploy/airflow/requirements.txt
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r deploy/airflow/requirements.txt
+	touch $@
+
+airflow-venv: $(AIRFLOW_STAMP)
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -33,7 +44,7 @@ demo: install
 	$(PINPIPE) stream --available-now; \
 	$(PINPIPE) show
 
-test: install
+test: install $(AIRFLOW_STAMP)
 	$(PY) -m pytest
 
 test-unit: install
@@ -42,6 +53,7 @@ test-unit: install
 bench: install
 	$(PY) benchmarks/kafka_to_delta.py
 	$(PY) benchmarks/kinesis_source.py
+	$(PY) benchmarks/batch_archive.py
 
 clean:
-	rm -rf $(VENV) deploy/local/node_modules demo-lake .pinpipe
+	rm -rf $(VENV) $(AIRFLOW_VENV) deploy/local/node_modules demo-lake .pinpipe

@@ -11,7 +11,6 @@ SparkSession, measured in the same run, best of --repeats.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -20,35 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyspark.sql import functions as F  # noqa: E402
-
 from emulator.generator import Dirt, generate  # noqa: E402
 from emulator.kafka_target import produce  # noqa: E402
 from pinpipe import local  # noqa: E402
 from pinpipe.settings import Settings  # noqa: E402
 from pinpipe.spark import build_spark_session  # noqa: E402
-from schemas.cleaning import route  # noqa: E402
-from streaming.job import kind_of, run  # noqa: E402
-
-
-def reference_file_to_parquet(spark, source_dir: Path, out_dir: Path) -> float:
-    envelope = (
-        spark.readStream.format("text").load(str(source_dir))
-        .select(
-            F.col("value"),
-            kind_of(F.regexp_extract(F.input_file_name(), r"([a-z]+)\.jsonl$", 1), r"\.").alias("_kind"),
-            F.lit("file").alias("_source_system"),
-            F.input_file_name().alias("_source_name"),
-            F.lit("-").alias("_source_partition"),
-            F.lit("0").alias("_source_position"),
-            F.current_timestamp().alias("_event_time"),
-        )
-    )
-    started = time.perf_counter()
-    query = (route(envelope).writeStream.format("parquet").option("path", str(out_dir / "data"))
-             .option("checkpointLocation", str(out_dir / "cp")).trigger(availableNow=True).start())
-    query.awaitTermination()
-    return time.perf_counter() - started
+from benchmarks.reference import reference_file_to_parquet, write_jsonl  # noqa: E402
+from streaming.job import run  # noqa: E402
 
 
 def main() -> None:
@@ -69,11 +46,7 @@ def main() -> None:
         produce(settings, messages, partitions=2, bulk=True, progress=False)
         print(f"produced {records} records to tansu in {time.perf_counter() - started:.1f}s")
 
-        files = work / "files"
-        files.mkdir()
-        for kind in ("pin", "geo", "user"):
-            with open(files / f"{kind}.jsonl", "w") as out:
-                out.writelines(json.dumps(record) + "\n" for k, record in messages if k == kind)
+        files = write_jsonl(messages, work / "files")
 
         results: dict[str, list[float]] = {"pipeline": [], "reference": []}
         for attempt in range(args.repeats):

@@ -4,7 +4,9 @@
 
 Reference: a plain loop over the shards (TRIM_HORIZON iterator, get_records(Limit=10000) until
 caught up), counting records. Pipeline: the Spark query with the pinpipe-kinesis source,
-trigger(availableNow=True), a foreachBatch sink that only counts. Two figures for the pipeline:
+trigger(availableNow=True) with maxRecordsPerTrigger=--cap (so the source reads the next chunk
+while Spark processes the current one, as in a long-running stream), a foreachBatch sink that
+only counts. Two figures for the pipeline:
 wall time of the whole query (start-up and shutdown included) and the sum of its micro-batch
 durations (Spark's own progress report), which is what a long-running stream sees.
 """
@@ -50,10 +52,10 @@ def boto3_loop(client, stream: str) -> int:
     return count
 
 
-def spark_query(spark, endpoint: str, stream: str, checkpoint: Path) -> tuple[int, float, float]:
+def spark_query(spark, endpoint: str, stream: str, checkpoint: Path, cap: int) -> tuple[int, float, float]:
     counted = []
     reader = (spark.readStream.format("pinpipe-kinesis").option("streamName", stream).option("endpointUrl", endpoint)
-              .option("awsAccessKey", "local").option("awsSecretKey", "local")
+              .option("awsAccessKey", "local").option("awsSecretKey", "local").option("maxRecordsPerTrigger", str(cap))
               .option("initialPosition", "trim_horizon").option("shardFetchInterval", "0ms"))
     started = time.perf_counter()
     query = (reader.load().writeStream.foreachBatch(lambda df, _: counted.append(df.count()))
@@ -70,6 +72,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--size", type=int, default=500, help="bytes per record")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--cap", type=int, default=20_000, help="maxRecordsPerTrigger (rows per micro-batch)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="pinpipe-kinesis-bench-"))
@@ -91,7 +94,7 @@ def main() -> None:
             started = time.perf_counter()
             assert boto3_loop(client, stream) == args.records
             loop_times.append(time.perf_counter() - started)
-            count, wall, batches = spark_query(spark, endpoint, stream, work / f"cp{attempt}")
+            count, wall, batches = spark_query(spark, endpoint, stream, work / f"cp{attempt}", args.cap)
             assert count == args.records, count
             wall_times.append(wall)
             batch_times.append(batches)

@@ -85,6 +85,7 @@ def emulate(
 def stream(
     available_now: Annotated[bool, typer.Option("--available-now", help="Process what is there, then exit 0")] = False,
     sources: Annotated[str, typer.Option(help="Comma list of sources (default: all)")] = "all",
+    archive: Annotated[bool, typer.Option("--archive", help="Also copy every Kafka record to the raw archive")] = False,
 ) -> None:
     """Run the streaming job: sources -> cleaning -> Delta tables, until stopped."""
     from pinpipe.spark import build_spark_session
@@ -94,7 +95,25 @@ def stream(
     chosen = SOURCES if sources == "all" else _parse_list(sources, SOURCES, "source")
     spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions)
     try:
-        run(spark, settings, chosen, available_now=available_now, handle_signals=True)
+        run(spark, settings, chosen, available_now=available_now, handle_signals=True, archive=archive)
+    finally:
+        spark.stop()
+
+
+@app.command()
+def batch(
+    from_date: Annotated[str | None, typer.Option("--from", help="Backfill: objects written on or after this date")] = None,
+    to_date: Annotated[str | None, typer.Option("--to", help="Backfill: objects written before this date")] = None,
+    glob: Annotated[str | None, typer.Option(help="Backfill: objects whose key matches this glob")] = None,
+) -> None:
+    """The batch path: process the raw archive's new objects (or a backfill range), then exit."""
+    from pinpipe.spark import build_spark_session
+    from streaming.job import run_batch
+
+    settings = get_settings()
+    spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions)
+    try:
+        run_batch(spark, settings, from_date, to_date, glob)
     finally:
         spark.stop()
 

@@ -222,10 +222,10 @@ def settings_env(services: dict[str, RunningService]) -> dict[str, str]:
         env["PINPIPE_KAFKA__ONE_MESSAGE_PER_BATCH"] = "true"
     if "kinesis" in services:
         env["PINPIPE_KINESIS__ENDPOINT_URL"] = services["kinesis"].endpoint
-    if "kinesis" in services or "s3" in services:
-        # The emulators accept any credentials, but boto3 wants some.
-        env["PINPIPE_KINESIS__ACCESS_KEY"] = "local"
-        env["PINPIPE_KINESIS__SECRET_KEY"] = "local"
+    for name in ("kinesis", "s3"):
+        if name in services:  # the emulators accept any credentials, but boto3 wants some
+            env[f"PINPIPE_{name.upper()}__ACCESS_KEY"] = "local"
+            env[f"PINPIPE_{name.upper()}__SECRET_KEY"] = "local"
     if "s3" in services:
         env["PINPIPE_S3__ENDPOINT_URL"] = services["s3"].endpoint
     return env

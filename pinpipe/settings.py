@@ -47,6 +47,10 @@ class KinesisSettings(BaseModel):
 
 class S3Settings(BaseModel):
     endpoint_url: str | None = None
+    region: str = "us-east-1"
+    # Unset: boto3's / pyarrow's default credential chain. The local profile sets dummy keys.
+    access_key: str | None = None
+    secret_key: str | None = None
 
 
 class Settings(BaseSettings):
@@ -67,6 +71,11 @@ class Settings(BaseSettings):
     # Per-micro-batch row cap of each source (Spark's maxOffsetsPerTrigger); None = no cap.
     max_offsets_per_trigger: int | None = Field(None, gt=0)
     starting_offsets: str = "earliest"
+    # Raw archive (Connect S3 sink layout): a folder or s3://bucket/prefix; default <lake>/raw.
+    archive: str | None = None
+    archive_max_records: int = Field(10_000, gt=0)       # records per archive object, at most
+    archive_max_bytes: int = Field(64 * 1024 * 1024, gt=0)  # bytes per archive object, at most
+    max_files_per_trigger: int | None = Field(None, gt=0)   # batch path: archive objects per micro-batch
     # Delta writer: delta-rs from the driver, or the native delta-spark writer where its jars exist.
     sink: Literal["auto", "delta-rs", "delta-spark"] = "auto"
     spark_master: str = "local[2]"
@@ -110,11 +119,26 @@ class Settings(BaseSettings):
     def checkpoint_path(self, query_name: str) -> str:
         return f"{self.lake}/_checkpoints/{query_name}"
 
+    @property
+    def archive_uri(self) -> str:
+        return (self.archive or f"{self.lake}/raw").rstrip("/")
+
+    def archive_location(self):
+        from batch.archive import ArchiveLocation
+
+        return ArchiveLocation(self.archive_uri, self.s3.endpoint_url, self.s3.access_key, self.s3.secret_key,
+                               self.s3.region)
+
     def delta_storage_options(self) -> dict[str, str] | None:
         """delta-rs storage options for a lake on S3 (None: local folder or default AWS config)."""
-        if not self.lake.startswith("s3://") or not self.s3.endpoint_url:
+        if not self.lake.startswith("s3://"):
             return None
-        return {"AWS_ENDPOINT_URL": self.s3.endpoint_url, "AWS_ALLOW_HTTP": "true"}
+        options = {"AWS_REGION": self.s3.region}
+        if self.s3.endpoint_url:
+            options.update(AWS_ENDPOINT_URL=self.s3.endpoint_url, AWS_ALLOW_HTTP="true")
+        if self.s3.access_key:
+            options.update(AWS_ACCESS_KEY_ID=self.s3.access_key, AWS_SECRET_ACCESS_KEY=self.s3.secret_key)
+        return options
 
     def kafka_config(self) -> dict[str, str]:
         if not self.kafka.bootstrap_servers:

@@ -36,3 +36,6 @@ def register_data_sources(spark: SparkSession) -> None:
 
     spark.dataSource.register(KafkaDataSource)
     spark.dataSource.register(KinesisDataSource)
+    from batch.archive_source import ArchiveDataSource
+
+    spark.dataSource.register(ArchiveDataSource)

@@ -5,7 +5,7 @@ each table once per batch id:
 
 - the kind tables (pin, geo, user) get a MERGE on ``ind``: one row per ``ind``, the latest record
   wins, so repeats and the same post arriving through two sources land once;
-- quarantine gets an append.
+- quarantine gets each bad record once, keyed by its source coordinates.
 
 Exactly-once: every commit carries an app transaction ``(app_id, batch_id)`` where the app id is
 stable for the life of the checkpoint (it includes the query id Spark keeps there). Before writing,
@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import pyarrow as pa
@@ -40,6 +41,8 @@ KEY = "ind"
 # Newest record wins: event time first, then the record's position within its source.
 LATEST_ORDER = ("_event_time", "_source_partition", "_source_position")
 UPDATE_IF_NEWER = "t._event_time IS NULL OR s._event_time >= t._event_time"
+QUARANTINE_KEY = " AND ".join(f"t.{c} = s.{c}" for c in ("source_system", "source_name", "source_partition",
+                                                        "source_position"))
 
 
 class TableSink(Protocol):
@@ -117,10 +120,12 @@ class DeltaRsSink(_AppIdMixin):
 
     def write_arrow(self, routed: pa.Table, batch_id: int) -> None:
         app_id = self.app_id
-        for table in TABLES:
-            rows = table_rows(routed, table)
-            if rows.num_rows:
-                self._write_table(table, rows, app_id, batch_id)
+        work = [(table, table_rows(routed, table)) for table in TABLES]
+        # The four tables are independent commits; delta-rs releases the GIL, so write them at once.
+        with ThreadPoolExecutor(max_workers=len(TABLES)) as pool:
+            futures = [pool.submit(self._write_table, table, rows, app_id, batch_id) for table, rows in work if rows.num_rows]
+            for future in futures:
+                future.result()
 
     def _path(self, table: str) -> str:
         return f"{self.lake}/{table}"
@@ -142,18 +147,23 @@ class DeltaRsSink(_AppIdMixin):
                 if done is not None and done >= batch_id:
                     log.info("%s: batch %s already committed by %s; skipping", table, batch_id, app_id)
                     return
-            if table == "quarantine" or target is None:
+            if target is None:
                 source = rows if table == "quarantine" else latest_per_key(rows)
                 write_deltalake(self._path(table), source, mode="append", schema_mode="merge",
                                 storage_options=self.storage_options, commit_properties=commit)
                 return
-            (
-                target.merge(latest_per_key(rows), predicate=f"t.{KEY} = s.{KEY}", source_alias="s",
-                             target_alias="t", commit_properties=commit, merge_schema=True)
-                .when_matched_update_all(predicate=UPDATE_IF_NEWER)
-                .when_not_matched_insert_all()
-                .execute()
-            )
+            if table == "quarantine":
+                # Keyed by the record's coordinates: a backfill that meets a bad record again adds nothing.
+                merger = target.merge(rows, predicate=QUARANTINE_KEY, source_alias="s", target_alias="t",
+                                      commit_properties=commit, merge_schema=True).when_not_matched_insert_all()
+            else:
+                merger = (
+                    target.merge(latest_per_key(rows), predicate=f"t.{KEY} = s.{KEY}", source_alias="s",
+                                 target_alias="t", commit_properties=commit, merge_schema=True)
+                    .when_matched_update_all(predicate=UPDATE_IF_NEWER)
+                    .when_not_matched_insert_all()
+                )
+            merger.execute()
         except CommitFailedError as error:  # another query committed first: re-read and retry
             raise _CommitConflict(str(error)) from error
         except DeltaError as error:
@@ -183,15 +193,18 @@ class DeltaSparkSink(_AppIdMixin):
                 self.spark.conf.set("spark.databricks.delta.write.txnAppId", self.app_id)
                 self.spark.conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
                 path = f"{self.lake}/{table}"
-                if table == "quarantine" or not DeltaTable.isDeltaTable(self.spark, path):
+                if not DeltaTable.isDeltaTable(self.spark, path):
                     if table != "quarantine":
                         rows = self._latest_per_key(rows)
                     rows.write.format("delta").mode("append").option("txnAppId", self.app_id) \
                         .option("txnVersion", batch_id).option("mergeSchema", "true").save(path)
                     continue
+                target = DeltaTable.forPath(self.spark, path).alias("t")
+                if table == "quarantine":
+                    target.merge(rows.alias("s"), QUARANTINE_KEY).whenNotMatchedInsertAll().execute()
+                    continue
                 (
-                    DeltaTable.forPath(self.spark, path).alias("t")
-                    .merge(self._latest_per_key(rows).alias("s"), f"t.{KEY} = s.{KEY}")
+                    target.merge(self._latest_per_key(rows).alias("s"), f"t.{KEY} = s.{KEY}")
                     .whenMatchedUpdateAll(condition=UPDATE_IF_NEWER)
                     .whenNotMatchedInsertAll()
                     .execute()

@@ -87,6 +87,49 @@ def read_kinesis(spark: SparkSession, settings: Settings) -> DataFrame:
     return reader.load()
 
 
+def archive_envelope(raw: DataFrame) -> DataFrame:
+    """Archive source rows (one per line of a Connect S3 sink object) -> the envelope."""
+    return raw.select(
+        F.col("value"),
+        kind_of(F.col("topic"), r"\.").alias("_kind"),
+        F.lit("archive").alias("_source_system"),
+        F.col("objectKey").alias("_source_name"),
+        F.col("partition").cast("string").alias("_source_partition"),
+        F.col("lineNumber").cast("string").alias("_source_position"),
+        F.col("modificationTime").alias("_event_time"),
+    )
+
+
+def read_archive(spark: SparkSession, settings: Settings, **filters: str | None) -> DataFrame:
+    location = settings.archive_location()
+    options = {"path": location.uri, "endpointUrl": location.s3_endpoint_url, "awsAccessKey": location.access_key,
+               "awsSecretKey": location.secret_key, "region": location.region,
+               "maxFilesPerTrigger": str(settings.max_files_per_trigger) if settings.max_files_per_trigger else None,
+               **filters}
+    reader = spark.readStream.format("pinpipe-archive")
+    for key, value in options.items():
+        if value is not None:
+            reader = reader.option(key, value)
+    return reader.load()
+
+
+def start_archive_query(spark: SparkSession, settings: Settings, available_now: bool) -> StreamingQuery:
+    """Kafka -> the raw archive (what MSK Connect's S3 sink does, for deployments without it)."""
+    from batch.archive import write_records
+
+    location = settings.archive_location()
+
+    def write(batch: DataFrame, batch_id: int) -> None:
+        records = batch.select("topic", "partition", "offset", "value").toArrow()
+        keys = write_records(location, records, settings.archive_max_records, settings.archive_max_bytes)
+        log.info("archive batch %d: %d records in %d objects", batch_id, records.num_rows, len(keys))
+
+    writer = (read_kafka(spark, settings).writeStream.queryName("archive")
+              .option("checkpointLocation", settings.checkpoint_path("archive")).foreachBatch(write))
+    writer = writer.trigger(availableNow=True) if available_now else writer.trigger(processingTime=settings.trigger_interval)
+    return writer.start()
+
+
 ENVELOPES: dict[str, Callable[[SparkSession, Settings], DataFrame]] = {
     "kafka": lambda spark, settings: kafka_envelope(read_kafka(spark, settings)),
     "kinesis": lambda spark, settings: kinesis_envelope(read_kinesis(spark, settings)),
@@ -94,12 +137,15 @@ ENVELOPES: dict[str, Callable[[SparkSession, Settings], DataFrame]] = {
 
 
 def start_query(spark: SparkSession, settings: Settings, source: str, available_now: bool,
-                sink: TableSink | None = None) -> StreamingQuery:
-    routed = route(ENVELOPES[source](spark, settings))
-    sink = sink or make_sink(spark, settings.lake, source, settings.sink, settings.delta_storage_options())
+                sink: TableSink | None = None, envelope: DataFrame | None = None,
+                query_name: str | None = None, checkpoint: str | None = None) -> StreamingQuery:
+    query_name = query_name or source
+    checkpoint = checkpoint or settings.checkpoint_path(query_name)
+    routed = route(envelope if envelope is not None else ENVELOPES[source](spark, settings))
+    sink = sink or make_sink(spark, settings.lake, query_name, settings.sink, settings.delta_storage_options())
     writer = (
-        routed.writeStream.queryName(source)
-        .option("checkpointLocation", settings.checkpoint_path(source))
+        routed.writeStream.queryName(query_name)
+        .option("checkpointLocation", checkpoint)
         .foreachBatch(sink.write_micro_batch)
     )
     writer = writer.trigger(availableNow=True) if available_now else writer.trigger(
@@ -107,14 +153,47 @@ def start_query(spark: SparkSession, settings: Settings, source: str, available_
     )
     query = writer.start()
     sink.bind(query.id)
-    log.info("query %s started (id %s, checkpoint %s)", source, query.id, settings.checkpoint_path(source))
+    log.info("query %s started (id %s, checkpoint %s)", query_name, query.id, checkpoint)
     return query
 
 
 def run(spark: SparkSession, settings: Settings, sources: Iterable[str] = SOURCES, available_now: bool = False,
-        handle_signals: bool = False) -> None:
-    """Run the queries until they end (availableNow) or until stopped (SIGTERM/SIGINT when handle_signals)."""
+        handle_signals: bool = False, archive: bool = False) -> None:
+    """Run the queries until they end (availableNow) or until stopped (SIGTERM/SIGINT when handle_signals).
+
+    ``archive`` adds a query that copies every Kafka record to the raw archive.
+    """
     queries = [start_query(spark, settings, source, available_now) for source in sources]
+    if archive:
+        queries.append(start_archive_query(spark, settings, available_now))
+    await_queries(queries, handle_signals)
+
+
+def run_batch(spark: SparkSession, settings: Settings, modified_after: str | None = None,
+              modified_before: str | None = None, path_glob: str | None = None) -> None:
+    """The batch path: the archive objects not processed yet, through the same cleaning and sink.
+
+    A backfill (a date range or a glob) runs with a checkpoint of its own, made for the run and
+    removed after it: it reprocesses its range every time, and the upserting sink keeps the
+    tables free of duplicates.
+    """
+    import shutil
+    import tempfile
+
+    backfill = any((modified_after, modified_before, path_glob))
+    envelope = archive_envelope(read_archive(spark, settings, modifiedAfter=modified_after,
+                                             modifiedBefore=modified_before, pathGlobFilter=path_glob))
+    checkpoint = tempfile.mkdtemp(prefix="pinpipe-backfill-") if backfill else settings.checkpoint_path("batch")
+    try:
+        query = start_query(spark, settings, "archive", True, envelope=envelope,
+                            query_name="backfill" if backfill else "batch", checkpoint=checkpoint)
+        await_queries([query], handle_signals=False)
+    finally:
+        if backfill:
+            shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def await_queries(queries: list[StreamingQuery], handle_signals: bool) -> None:
     stopping = threading.Event()
 
     def stop(signum, _frame):

@@ -46,7 +46,7 @@ import functools
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -374,10 +374,15 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._readers: dict[tuple[str, str], ShardReader] = {}
         self._available_now_until: float | None = None
         self.lag: dict[str, dict[str, int | None]] = {}
+        self._ahead: dict[tuple[str, str], tuple[dict, int | None, Future]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kinesis-fetch")
 
     def __getstate__(self):
-        return {"options": self.options, "_client": None, "_fetched": {}, "_readers": {},
-                "_available_now_until": None, "lag": {}}
+        # Executors get the options only; fetched records travel inside the input partitions.
+        return {"options": self.options}
+
+    def __setstate__(self, state):
+        self.__init__(state["options"])
 
     @property
     def client(self):
@@ -458,13 +463,9 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if not readable:
             return end
 
-        def fetch(stream_shard):
-            stream, shard = stream_shard
-            reader = self._readers.setdefault(stream_shard, ShardReader(self.client, self.options, stream, shard))
-            return stream_shard, reader.read(end[stream][shard], per_shard)
-
-        with ThreadPoolExecutor(max_workers=min(16, len(readable))) as pool:
-            results = list(pool.map(fetch, readable))
+        results = [((stream, shard), self._fetch(stream, shard, end[stream][shard], per_shard))
+                   for stream, shard in readable]
+        results = [(key, future.result()) for key, future in results]
         for (stream, shard), result in results:
             if self._available_now_until is not None:
                 result = _cut_at(result, self._available_now_until, end[stream][shard])
@@ -476,7 +477,23 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             end[stream][shard] = position
             if result.rows:
                 self._fetched[(stream, shard, json.dumps(begin, sort_keys=True))] = (position, to_arrow(result.rows))
+                if not result.closed:
+                    # Read the next chunk while Spark processes this one.
+                    self._ahead[(stream, shard)] = (position, per_shard,
+                                                    self._pool.submit(self._read, stream, shard, position, per_shard))
         return end
+
+    def _read(self, stream: str, shard: str, position: dict, budget: int | None) -> ShardRead:
+        key = (stream, shard)
+        reader = self._readers.setdefault(key, ShardReader(self.client, self.options, stream, shard))
+        return reader.read(position, budget)
+
+    def _fetch(self, stream: str, shard: str, position: dict, budget: int | None):
+        """A future ShardRead from ``position``: the one read ahead if it started there, else a new read."""
+        ahead = self._ahead.pop((stream, shard), None)
+        if ahead is not None and ahead[0] == position and ahead[1] == budget:
+            return ahead[2]
+        return self._pool.submit(self._read, stream, shard, position, budget)
 
     def reportLatestOffset(self) -> dict | None:
         return {"millisBehindLatest": self.lag} if self.lag else None
@@ -514,6 +531,9 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             raise RuntimeError(
                 f"replaying {partition.stream}/{partition.shard}: reached {position}, not the batch's end {target}; "
                 "the records may have expired from the stream (retention)")
+
+    def stop(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def commit(self, end: dict) -> None:
         # Records fetched for ranges Spark will never plan again (e.g. after a failed batch) go.

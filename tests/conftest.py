@@ -55,3 +55,11 @@ def kinesis_mock_endpoint(services_dir) -> str:
     service = local.start_service("kinesis-mock", services_dir)
     yield service.endpoint
     local.stop_service("kinesis-mock", services_dir)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(services_dir) -> str:
+    """A real moto S3 server on loopback, for the whole session."""
+    service = local.start_service("s3", services_dir)
+    yield service.endpoint
+    local.stop_service("s3", services_dir)

@@ -1,0 +1,211 @@
+"""The raw archive (Connect S3 sink layout) and the batch path, on real tansu, Spark, Delta and moto S3."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+
+import boto3
+import pyarrow as pa
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from batch.archive import ArchiveLocation, object_key, parse_object_key, write_records
+from batch.archive_source import ArchiveOptions, list_archive
+from emulator.generator import Dirt, generate
+from emulator.kafka_target import produce
+from streaming.job import run, run_batch
+from tests.integration.helpers import fresh_settings, read_rows
+
+pytestmark = pytest.mark.integration
+KEY_PATTERN = re.compile(r"^topics/(?P<t>[^/]+)/partition=(?P<p>\d+)/(?P=t)\+(?P=p)\+\d{10}\.json$")
+CLEAN = {"pin": ["ind", "unique_id", "title", "description", "follower_count", "poster_name", "tag_list",
+                 "is_image_or_video", "image_src", "save_location", "category"],
+         "geo": ["ind", "country", "coordinates", "timestamp"], "user": ["ind", "user_name", "age", "date_joined"]}
+
+
+def kafka_log(settings) -> dict[tuple[str, int], list[bytes]]:
+    """Every record in the settings' topics, by (topic, partition), in offset order."""
+    consumer = Consumer({**settings.kafka_config(), "group.id": uuid.uuid4().hex, "enable.partition.eof": True})
+    out = {}
+    for topic in settings.topics:
+        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p))
+            consumer.assign([TopicPartition(topic, p, low)])
+            values = []
+            while len(values) < high - low:
+                values += [m.value() for m in consumer.consume(1000, 2) if not m.error()]
+            out[(topic, p)] = values
+    consumer.close()
+    return out
+
+
+def archive_lines(root) -> dict[tuple[str, int], list[tuple[int, bytes]]]:
+    """(topic, partition) -> [(offset, line)] from a local archive, from the object names and line order."""
+    out = defaultdict(list)
+    for path in sorted(p for p in root.rglob("*.json")):
+        key = str(path.relative_to(root))
+        assert KEY_PATTERN.match(key), key
+        topic, partition, start = parse_object_key(key)
+        for i, line in enumerate(path.read_bytes().splitlines()):
+            out[(topic, partition)].append((start + i, line))
+    return out
+
+
+def assert_archive_is_the_log(settings, root, max_lines=None):
+    log = kafka_log(settings)
+    lines = archive_lines(root)
+    assert set(lines) == set(log)
+    for tp, values in log.items():
+        offsets = [o for o, _ in lines[tp]]
+        assert offsets == list(range(len(values))), f"{tp}: missing or duplicate offsets"
+        assert [line for _, line in lines[tp]] == values
+    if max_lines:
+        assert all(len(p.read_bytes().splitlines()) <= max_lines for p in root.rglob("*.json"))
+
+
+def test_streamed_records_are_archived_in_the_connect_layout(spark, kafka_broker, tmp_path):
+    settings = fresh_settings(kafka_broker, tmp_path / "lake", archive_max_records=70)
+    produce(settings, generate(200, seed=21), progress=False)
+    run(spark, settings, ["kafka"], available_now=True, archive=True)
+    assert_archive_is_the_log(settings, tmp_path / "lake" / "raw", max_lines=70)
+    run(spark, settings, ["kafka"], available_now=True, archive=True)  # nothing new: archive unchanged
+    assert_archive_is_the_log(settings, tmp_path / "lake" / "raw", max_lines=70)
+
+
+def test_sigkill_while_archiving_then_restart_leaves_no_missing_or_duplicate_line(kafka_broker, tmp_path):
+    settings = fresh_settings(kafka_broker, tmp_path / "lake", archive_max_records=40)
+    produce(settings, generate(500, seed=22), progress=False)
+    env = {**os.environ, "PINPIPE_PREFIX": settings.prefix, "PINPIPE_LAKE": settings.lake,
+           "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka_broker, "PINPIPE_MAX_OFFSETS_PER_TRIGGER": "100",
+           "PINPIPE_TRIGGER_INTERVAL": "100 milliseconds", "PINPIPE_ARCHIVE_MAX_RECORDS": "40"}
+    command = [sys.executable, "-m", "pinpipe.cli", "stream", "--sources", "kafka", "--archive"]
+    job = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           start_new_session=True)
+    raw = tmp_path / "lake" / "raw"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and len(list(raw.rglob("*.json"))) < 6:
+            assert job.poll() is None, job.stderr.read().decode()[-3000:]
+            time.sleep(0.05)
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(30)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert 0 < sum(len(p.read_bytes().splitlines()) for p in raw.rglob("*.json")) < 1500, "kill did not land mid-run"
+    finished = subprocess.run(command + ["--available-now"], env=env, cwd=tmp_path, capture_output=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr.decode()[-3000:]
+    assert_archive_is_the_log(settings, raw, max_lines=40)
+
+
+def seed_archive_records(seed_records, prefix) -> pa.Table:
+    """The seed's real consumer dumps, as Kafka records of `prefix`'s topics (user topic's pin row included)."""
+    rows = []
+    for kind, records in seed_records.items():
+        for offset, record in enumerate(records):
+            rows.append({"topic": f"{prefix}.{kind}", "partition": 0, "offset": offset,
+                         "value": json.dumps(record["value"]).encode()})
+    return pa.Table.from_pylist(rows, schema=pa.schema([("topic", pa.string()), ("partition", pa.int32()),
+                                                         ("offset", pa.int64()), ("value", pa.binary())]))
+
+
+def clean_rows(settings, kind):
+    return sorted(({c: r[c] for c in CLEAN[kind]} for r in read_rows(settings, kind)), key=lambda r: r["ind"])
+
+
+def test_a_hand_made_archive_lands_like_the_stream_and_only_new_files_are_processed(
+        spark, kafka_broker, seed_records, tmp_path):
+    batch_settings = fresh_settings(kafka_broker, tmp_path / "batch-lake", archive=str(tmp_path / "archive"))
+    records = seed_archive_records(seed_records, batch_settings.prefix)
+    keys = write_records(batch_settings.archive_location(), records, max_records=25)  # as MSK Connect writes them
+    assert all(KEY_PATTERN.match(k) for k in keys)
+    run_batch(spark, batch_settings)
+
+    # The streaming path over the same records, for comparison.
+    stream_settings = fresh_settings(kafka_broker, tmp_path / "stream-lake")
+    from confluent_kafka import Producer
+
+    producer = Producer({**stream_settings.kafka_config(), "batch.num.messages": 1})
+    for kind, dump in seed_records.items():
+        for record in dump:
+            producer.produce(stream_settings.topic(kind), json.dumps(record["value"]).encode(), partition=0)
+    producer.flush(30)
+    run(spark, stream_settings, ["kafka"], available_now=True)
+    for kind in ("pin", "geo", "user"):
+        assert clean_rows(batch_settings, kind) == clean_rows(stream_settings, kind)
+        assert len(clean_rows(batch_settings, kind)) > 30
+    quarantine = read_rows(batch_settings, "quarantine")
+    assert sorted(q["reason"] for q in quarantine) == ["wrong kind: a geo record on the user source",
+                                                        "wrong kind: a pin record on the user source"]
+    (pin_row,) = [q for q in quarantine if "pin record" in q["reason"]]
+    assert pin_row["source_system"] == "archive" and pin_row["source_name"].startswith(f"topics/{batch_settings.prefix}.user/")
+    assert int(pin_row["source_position"]) >= 1  # line number within the object
+
+    from deltalake import DeltaTable
+
+    versions = {t: DeltaTable(batch_settings.table_path(t)).version() for t in ("pin", "geo", "user", "quarantine")}
+    run_batch(spark, batch_settings)  # nothing new
+    assert {t: DeltaTable(batch_settings.table_path(t)).version() for t in versions} == versions
+
+    before = {r["ind"]: r["_ingested_at"] for r in read_rows(batch_settings, "user")}
+    new = pa.Table.from_pylist([{"topic": f"{batch_settings.prefix}.user", "partition": 0, "offset": 1000,
+                                 "value": json.dumps({"ind": 99999, "first_name": "New", "last_name": "Comer",
+                                                      "age": 33, "date_joined": "2022-01-01 00:00:00"}).encode()}],
+                               schema=records.schema)
+    write_records(batch_settings.archive_location(), new)
+    run_batch(spark, batch_settings)
+    after = {r["ind"]: r["_ingested_at"] for r in read_rows(batch_settings, "user")}
+    assert set(after) == set(before) | {99999}
+    assert all(after[ind] == at for ind, at in before.items())  # old objects were not processed again
+
+
+def test_backfill_reprocesses_a_range_without_duplicates(spark, kafka_broker, seed_records, tmp_path):
+    settings = fresh_settings(kafka_broker, tmp_path / "lake", archive=str(tmp_path / "archive"))
+    write_records(settings.archive_location(), seed_archive_records(seed_records, settings.prefix), max_records=30)
+    run_batch(spark, settings)
+    counts = {t: len(read_rows(settings, t)) for t in ("pin", "geo", "user", "quarantine")}
+    run_batch(spark, settings, path_glob="*.user/*")
+    run_batch(spark, settings, modified_after="2000-01-01", modified_before="2999-01-01")
+    assert {t: len(read_rows(settings, t)) for t in counts} == counts
+
+
+def test_the_batch_path_against_s3(spark, kafka_broker, s3_endpoint, seed_records, tmp_path):
+    bucket = f"b{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="local",
+                 aws_secret_access_key="local").create_bucket(Bucket=bucket)
+    settings = fresh_settings(kafka_broker, tmp_path / "lake", archive=f"s3://{bucket}/raw",
+                              s3={"endpoint_url": s3_endpoint, "access_key": "local", "secret_key": "local"})
+    records = seed_archive_records(seed_records, settings.prefix)
+    write_records(settings.archive_location(), records, max_records=20)
+    listed = list_archive(ArchiveOptions.parse({"path": settings.archive_uri, "endpointUrl": s3_endpoint,
+                                                "awsAccessKey": "local", "awsSecretKey": "local"}))
+    assert len(listed) >= 3 and all(KEY_PATTERN.match(o.key) for o in listed)
+    run_batch(spark, settings)
+    local_settings = fresh_settings(kafka_broker, tmp_path / "local-lake", archive=str(tmp_path / "archive"))
+    write_records(local_settings.archive_location(), records, max_records=20)
+    run_batch(spark, local_settings)
+    for kind in ("pin", "geo", "user"):
+        assert clean_rows(settings, kind) == clean_rows(local_settings, kind)
+    assert len(read_rows(settings, "quarantine")) == 2
+    run_batch(spark, settings)  # a second run adds nothing
+    assert len(read_rows(settings, "quarantine")) == 2
+
+
+def test_object_keys_round_trip():
+    key = object_key("demo.pin", 3, 42)
+    assert key == "topics/demo.pin/partition=3/demo.pin+3+0000000042.json"
+    assert parse_object_key(key) == ("demo.pin", 3, 42)
+    assert parse_object_key("topics/x/partition=0/readme.txt") is None
+
+
+def test_archive_location_parses_s3_uris():
+    filesystem, root = ArchiveLocation("s3://bucket/some/prefix", "http://127.0.0.1:9000", "a", "b").filesystem()
+    assert root == "bucket/some/prefix" and type(filesystem).__name__ == "S3FileSystem"
