@@ -41,8 +41,10 @@ demo: install
 	export PINPIPE_LAKE=demo-lake; \
 	$(PINPIPE) emulate --target kafka --records $(DEMO_POSTS) --seed 42; \
 	$(PINPIPE) emulate --target kinesis --records $(DEMO_POSTS) --seed 42; \
-	$(PINPIPE) stream --available-now; \
-	$(PINPIPE) show
+	$(PINPIPE) stream --available-now --archive; \
+	$(PINPIPE) batch; \
+	$(PINPIPE) show; \
+	echo "raw archive objects: $$(find demo-lake/raw -name '*.json' | wc -l) under demo-lake/raw/topics"
 
 test: install $(AIRFLOW_STAMP)
 	$(PY) -m pytest

@@ -46,13 +46,12 @@ def kafka_envelope(raw: DataFrame) -> DataFrame:
 
 
 def read_kafka(spark: SparkSession, settings: Settings) -> DataFrame:
-    reader = spark.readStream.format("pinpipe-kafka").option("subscribe", ",".join(settings.topics))
-    for key, value in settings.kafka_config().items():
-        reader = reader.option(f"kafka.{key}", value)
-    reader = reader.option("startingOffsets", settings.starting_offsets)
-    if settings.max_offsets_per_trigger:
-        reader = reader.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
-    return reader.load()
+    options = {
+        "subscribe": ",".join(settings.topics), "startingOffsets": settings.starting_offsets,
+        "maxOffsetsPerTrigger": str(settings.max_offsets_per_trigger) if settings.max_offsets_per_trigger else None,
+        **{f"kafka.{key}": value for key, value in settings.kafka_config().items()},
+    }
+    return _load(spark, "pinpipe-kafka", options)
 
 
 def kinesis_envelope(raw: DataFrame) -> DataFrame:
@@ -80,11 +79,7 @@ def read_kinesis(spark: SparkSession, settings: Settings) -> DataFrame:
         "awsAccessKey": kinesis.access_key, "awsSecretKey": kinesis.secret_key, "roleArn": kinesis.role_arn,
         "maxRecordsPerTrigger": str(settings.max_offsets_per_trigger) if settings.max_offsets_per_trigger else None,
     }
-    reader = spark.readStream.format("pinpipe-kinesis")
-    for key, value in options.items():
-        if value is not None:
-            reader = reader.option(key, value)
-    return reader.load()
+    return _load(spark, "pinpipe-kinesis", options)
 
 
 def archive_envelope(raw: DataFrame) -> DataFrame:
@@ -106,11 +101,12 @@ def read_archive(spark: SparkSession, settings: Settings, **filters: str | None)
                "awsSecretKey": location.secret_key, "region": location.region,
                "maxFilesPerTrigger": str(settings.max_files_per_trigger) if settings.max_files_per_trigger else None,
                **filters}
-    reader = spark.readStream.format("pinpipe-archive")
-    for key, value in options.items():
-        if value is not None:
-            reader = reader.option(key, value)
-    return reader.load()
+    return _load(spark, "pinpipe-archive", options)
+
+
+def _load(spark: SparkSession, source: str, options: dict[str, str | None]) -> DataFrame:
+    """A streaming DataFrame of ``source`` with the options that are set."""
+    return spark.readStream.format(source).options(**{k: v for k, v in options.items() if v is not None}).load()
 
 
 def start_archive_query(spark: SparkSession, settings: Settings, available_now: bool) -> StreamingQuery:

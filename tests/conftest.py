@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -27,12 +26,22 @@ def services_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("services")
 
 
-@pytest.fixture(scope="session")
-def kafka_broker(services_dir) -> str:
-    """A real tansu broker on loopback, for the whole session."""
-    service = local.start_service("kafka", services_dir)
-    yield service.endpoint
-    local.stop_service("kafka", services_dir)
+def _service_fixture(name: str, doc: str):
+    @pytest.fixture(scope="session")
+    def fixture(services_dir) -> str:
+        service = local.start_service(name, services_dir)
+        yield service.endpoint
+        local.stop_service(name, services_dir)
+
+    fixture.__doc__ = doc
+    return fixture
+
+
+kafka_broker = _service_fixture("kafka", "A real tansu broker on loopback, for the whole session.")
+kinesis_endpoint = _service_fixture("kinesis", "A real kinesalite on loopback, for the whole session.")
+kinesis_mock_endpoint = _service_fixture(
+    "kinesis-mock", "kinesis-local (kinesis-mock): the emulator that reshards like AWS (ChildShards, UpdateShardCount).")
+s3_endpoint = _service_fixture("s3", "A real moto S3 server on loopback, for the whole session.")
 
 
 @pytest.fixture(scope="session")
@@ -40,26 +49,3 @@ def seed_records() -> dict[str, list[dict]]:
     """The original pipeline's consumer dumps: {kind: [{topic, key, value, partition, offset}]}."""
     return {kind: json.loads((DATA_DIR / f"{kind}_consumer.json").read_text()) for kind in ("pin", "geo", "user")}
 
-
-@pytest.fixture(scope="session")
-def kinesis_endpoint(services_dir) -> str:
-    """A real kinesalite on loopback, for the whole session."""
-    service = local.start_service("kinesis", services_dir)
-    yield service.endpoint
-    local.stop_service("kinesis", services_dir)
-
-
-@pytest.fixture(scope="session")
-def kinesis_mock_endpoint(services_dir) -> str:
-    """kinesis-local (kinesis-mock): the emulator that reshards like AWS (ChildShards, UpdateShardCount)."""
-    service = local.start_service("kinesis-mock", services_dir)
-    yield service.endpoint
-    local.stop_service("kinesis-mock", services_dir)
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(services_dir) -> str:
-    """A real moto S3 server on loopback, for the whole session."""
-    service = local.start_service("s3", services_dir)
-    yield service.endpoint
-    local.stop_service("s3", services_dir)

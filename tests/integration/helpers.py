@@ -50,3 +50,37 @@ def expected_tables(messages) -> dict[str, dict[int, dict]]:
 
 def misrouted(messages) -> list[dict]:
     return [record for kind, record in messages if kind == "user" and "first_name" not in record]
+
+
+def kill_when(command: list[str], env: dict, cwd, ready, timeout: float = 180) -> None:
+    """Run `command` in its own process group and SIGKILL it as soon as `ready()` holds."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    job = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert job.poll() is None, job.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, f"not ready to be killed within {timeout:.0f} s"
+            time.sleep(0.05)
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(30)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+
+
+def run_to_the_end(command: list[str], env: dict, cwd) -> None:
+    import subprocess
+
+    finished = subprocess.run(command, env=env, cwd=cwd, capture_output=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr.decode()[-3000:]
+
+
+def delta_commits(table_path) -> int:
+    log = table_path / "_delta_log"
+    return len(list(log.glob("*.json"))) if log.exists() else 0

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
-import time
 import uuid
 from collections import defaultdict
 
@@ -19,10 +16,10 @@ from confluent_kafka import Consumer, TopicPartition
 
 from batch.archive import ArchiveLocation, object_key, parse_object_key, write_records
 from batch.archive_source import ArchiveOptions, list_archive
-from emulator.generator import Dirt, generate
+from emulator.generator import generate
 from emulator.kafka_target import produce
 from streaming.job import run, run_batch
-from tests.integration.helpers import fresh_settings, read_rows
+from tests.integration.helpers import fresh_settings, kill_when, read_rows, run_to_the_end
 
 pytestmark = pytest.mark.integration
 KEY_PATTERN = re.compile(r"^topics/(?P<t>[^/]+)/partition=(?P<p>\d+)/(?P=t)\+(?P=p)\+\d{10}\.json$")
@@ -87,22 +84,10 @@ def test_sigkill_while_archiving_then_restart_leaves_no_missing_or_duplicate_lin
            "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka_broker, "PINPIPE_MAX_OFFSETS_PER_TRIGGER": "100",
            "PINPIPE_TRIGGER_INTERVAL": "100 milliseconds", "PINPIPE_ARCHIVE_MAX_RECORDS": "40"}
     command = [sys.executable, "-m", "pinpipe.cli", "stream", "--sources", "kafka", "--archive"]
-    job = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           start_new_session=True)
     raw = tmp_path / "lake" / "raw"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and len(list(raw.rglob("*.json"))) < 6:
-            assert job.poll() is None, job.stderr.read().decode()[-3000:]
-            time.sleep(0.05)
-        os.killpg(job.pid, signal.SIGKILL)
-        job.wait(30)
-    finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
+    kill_when(command, env, tmp_path, lambda: len(list(raw.rglob("*.json"))) >= 6)
     assert 0 < sum(len(p.read_bytes().splitlines()) for p in raw.rglob("*.json")) < 1500, "kill did not land mid-run"
-    finished = subprocess.run(command + ["--available-now"], env=env, cwd=tmp_path, capture_output=True, timeout=600)
-    assert finished.returncode == 0, finished.stderr.decode()[-3000:]
+    run_to_the_end(command + ["--available-now"], env, tmp_path)
     assert_archive_is_the_log(settings, raw, max_lines=40)
 
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from streaming.kafka_source import KafkaOptions, KafkaRange, KafkaSourceOptionError, read_range
 

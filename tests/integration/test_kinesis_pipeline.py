@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 
 from emulator import kafka_target, kinesis_target
 from emulator.generator import Dirt, generate
 from streaming.job import run
-from tests.integration.helpers import expected_tables, fresh_settings, misrouted, read_rows
+from tests.integration.helpers import (
+    delta_commits, expected_tables, fresh_settings, kill_when, misrouted, read_rows, run_to_the_end,
+)
 from tests.integration.test_pipeline import assert_lake_matches
 
 pytestmark = pytest.mark.integration
@@ -83,25 +82,8 @@ def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(kafka_broker,
            "PINPIPE_KINESIS__SECRET_KEY": "local", "PINPIPE_KINESIS__SHARD_FETCH_INTERVAL": "0ms",
            "PINPIPE_MAX_OFFSETS_PER_TRIGGER": "120", "PINPIPE_TRIGGER_INTERVAL": "100 milliseconds"}
     command = [sys.executable, "-m", "pinpipe.cli", "stream", "--sources", "kinesis"]
-    job = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        quarantine_log = tmp_path / "lake" / "quarantine" / "_delta_log"
-        while time.monotonic() < deadline:
-            if quarantine_log.exists() and len(list(quarantine_log.glob("*.json"))) >= 2:
-                break
-            assert job.poll() is None, job.stderr.read().decode()[-3000:]
-            time.sleep(0.05)
-        else:
-            pytest.fail("the job committed nothing within 180 s")
-        os.killpg(job.pid, signal.SIGKILL)
-        job.wait(30)
-    finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
+    kill_when(command, env, tmp_path, lambda: delta_commits(tmp_path / "lake" / "quarantine") >= 2)
     assert 0 < len(read_rows(settings, "pin")) < len(expected_tables(messages)["pin"]), "kill did not land mid-run"
-    finished = subprocess.run(command + ["--available-now"], env=env, cwd=tmp_path, capture_output=True, timeout=600)
-    assert finished.returncode == 0, finished.stderr.decode()[-3000:]
+    run_to_the_end(command + ["--available-now"], env, tmp_path)
     assert_lake_matches(settings, messages, extra_bad=0)
     assert len(read_rows(settings, "quarantine")) == len(misrouted(messages))

@@ -13,7 +13,6 @@ import pytest
 from streaming.kinesis_source import (
     KinesisOptions, KinesisSourceOptionError, KinesisStreamReader, KinesisStreamNotFoundError,
 )
-from pyspark.sql.streaming.datasource import ReadAllAvailable
 
 pytestmark = pytest.mark.integration
 

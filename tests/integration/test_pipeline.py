@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -16,7 +14,9 @@ from confluent_kafka import Producer
 from emulator.generator import Dirt, generate
 from emulator.kafka_target import produce
 from streaming.job import run
-from tests.integration.helpers import expected_tables, fresh_settings, misrouted, read_rows
+from tests.integration.helpers import (
+    delta_commits, expected_tables, fresh_settings, kill_when, misrouted, read_rows, run_to_the_end,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -109,27 +109,10 @@ def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(kafka_broker,
     produce(settings, messages, progress=False)
     env = _job_env(settings)
     command = [sys.executable, "-m", "pinpipe.cli", "stream", "--sources", "kafka"]
-    job = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           start_new_session=True)
-    try:
-        # Kill it once some batches have committed, but well before it could finish.
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            quarantine_log = tmp_path / "lake" / "quarantine" / "_delta_log"
-            if quarantine_log.exists() and len(list(quarantine_log.glob("*.json"))) >= 2:
-                break
-            assert job.poll() is None, job.stderr.read().decode()[-3000:]
-            time.sleep(0.05)
-        else:
-            pytest.fail("the job committed nothing within 180 s")
-        os.killpg(job.pid, signal.SIGKILL)
-        job.wait(30)
-    finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
+    # Kill it once some batches have committed, but well before it could finish.
+    kill_when(command, env, tmp_path, lambda: delta_commits(tmp_path / "lake" / "quarantine") >= 2)
     partial = read_rows(settings, "pin")
     assert 0 < len(partial) < len(expected_tables(messages)["pin"]), "kill did not land mid-run"
 
-    finished = subprocess.run(command + ["--available-now"], env=env, cwd=tmp_path, capture_output=True, timeout=600)
-    assert finished.returncode == 0, finished.stderr.decode()[-3000:]
+    run_to_the_end(command + ["--available-now"], env, tmp_path)
     assert_lake_matches(settings, messages, extra_bad=0)
