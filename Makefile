@@ -42,9 +42,11 @@ demo: install
 	$(PINPIPE) emulate --target kafka --records $(DEMO_POSTS) --seed 42; \
 	$(PINPIPE) emulate --target kinesis --records $(DEMO_POSTS) --seed 42; \
 	$(PINPIPE) stream --available-now --archive; \
-	$(PINPIPE) batch; \
 	$(PINPIPE) show; \
-	echo "raw archive objects: $$(find demo-lake/raw -name '*.json' | wc -l) under demo-lake/raw/topics"
+	echo "raw archive: $$(find demo-lake/raw -name '*.json' | wc -l) objects under demo-lake/raw/topics"; \
+	echo "batch path over the raw archive, into a lake of its own:"; \
+	PINPIPE_LAKE=demo-lake/batch PINPIPE_ARCHIVE=demo-lake/raw $(PINPIPE) batch; \
+	PINPIPE_LAKE=demo-lake/batch $(PINPIPE) show --rows 0
 
 test: install $(AIRFLOW_STAMP)
 	$(PY) -m pytest
