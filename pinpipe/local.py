@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -247,6 +246,3 @@ def down(state_dir: Path) -> list[str]:
 def status(state_dir: Path) -> dict[str, RunningService | None]:
     return {name: read_state(state_dir, name) for name in SERVICES}
 
-
-def node_available() -> bool:
-    return shutil.which("node") is not None
