@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import uuid
 from collections import defaultdict
@@ -163,6 +164,8 @@ def test_backfill_reprocesses_a_range_without_duplicates(spark, kafka_broker, se
 
 
 def test_the_batch_path_against_s3(spark, kafka_broker, s3_endpoint, seed_records, tmp_path):
+    from deltalake import DeltaTable
+
     bucket = f"b{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="local",
                  aws_secret_access_key="local").create_bucket(Bucket=bucket)
@@ -180,8 +183,34 @@ def test_the_batch_path_against_s3(spark, kafka_broker, s3_endpoint, seed_record
     for kind in ("pin", "geo", "user"):
         assert clean_rows(settings, kind) == clean_rows(local_settings, kind)
     assert len(read_rows(settings, "quarantine")) == 2
+    versions = {t: DeltaTable(settings.table_path(t)).version() for t in ("pin", "geo", "user", "quarantine")}
     run_batch(spark, settings)  # a second run adds nothing
-    assert len(read_rows(settings, "quarantine")) == 2
+    assert {t: DeltaTable(settings.table_path(t)).version() for t in versions} == versions
+    new = pa.Table.from_pylist([{"topic": f"{settings.prefix}.geo", "partition": 0, "offset": 5000,
+                                 "value": b'{"ind": 424242, "latitude": 1.5, "longitude": 2.5, "country": "X", '
+                                          b'"timestamp": "2021-01-01 00:00:00"}'}], schema=records.schema)
+    write_records(settings.archive_location(), new)  # a new object arrives in S3: only it is processed
+    before = {r["ind"]: r["_ingested_at"] for r in read_rows(settings, "geo")}
+    run_batch(spark, settings)
+    after = {r["ind"]: r["_ingested_at"] for r in read_rows(settings, "geo")}
+    assert set(after) == set(before) | {424242} and all(after[i] == at for i, at in before.items())
+
+
+def test_spark_submit_sh_runs_the_batch_path_locally_and_describes_a_databricks_run(seed_records, tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    settings = fresh_settings("unused:9092", tmp_path / "lake", archive=str(tmp_path / "archive"))
+    write_records(settings.archive_location(), seed_archive_records(seed_records, settings.prefix))
+    env = {**os.environ, "PINPIPE_PREFIX": settings.prefix, "PINPIPE_LAKE": settings.lake,
+           "PINPIPE_ARCHIVE": settings.archive_uri}
+    run_to_the_end([str(root / "spark-submit.sh"), "batch"], env, tmp_path)
+    assert len(read_rows(settings, "pin")) == len(seed_records["pin"])
+    described = subprocess.run([str(root / "spark-submit.sh"), "batch", "--glob", "*.user/*"],
+                               env={**env, "PINPIPE_RUNNER": "databricks"}, capture_output=True, text=True, timeout=60)
+    run = json.loads(described.stdout)
+    assert run["tasks"][0]["spark_python_task"]["parameters"] == ["batch", "--glob", "*.user/*"]
+    assert run["environment_vars"]["PINPIPE_LAKE"] == settings.lake
 
 
 def test_object_keys_round_trip():
