@@ -78,7 +78,8 @@ def run_to_the_end(command: list[str], env: dict, cwd) -> None:
     import subprocess
 
     finished = subprocess.run(command, env=env, cwd=cwd, capture_output=True, timeout=600)
-    assert finished.returncode == 0, finished.stderr.decode()[-3000:]
+    errors = [line for line in finished.stderr.decode().splitlines() if "Error" in line or "Exception" in line]
+    assert finished.returncode == 0, "\n".join(errors[:20]) or finished.stderr.decode()[-3000:]
 
 
 def delta_commits(table_path) -> int:
