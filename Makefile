@@ -14,6 +14,7 @@ $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pinpipe.pyspark_bytecode
 	touch $@
 
 $(NODE_STAMP): deploy/local/package.json

@@ -148,6 +148,50 @@ def test_a_replayed_batch_rereads_exactly_its_range(kinesis_endpoint):
     assert [r["data"].decode() for b in first for r in b] == [f"r{i}" for i in range(10, 20)]
 
 
+def test_read_ahead_keeps_reading_within_its_bound_and_hands_over_every_record(kinesis_endpoint):
+    from pyspark.sql.streaming.datasource import ReadMaxRows
+
+    from streaming.kinesis_source import READ_AHEAD_CHUNKS
+
+    client = client_for(kinesis_endpoint)
+    stream = make_stream(client, shards=1)
+    put(client, stream, [f"c{i}" for i in range(100)])
+    options = KinesisOptions.parse({"streamName": stream, "endpointUrl": kinesis_endpoint, "awsAccessKey": "x",
+                                    "awsSecretKey": "x", "initialPosition": "trim_horizon",
+                                    "maxRecordsPerTrigger": "10", "shardFetchInterval": "0ms"})
+    reader = KinesisStreamReader(options)
+    try:
+        offsets = [reader.initialOffset()]
+        offsets.append(reader.latestOffset(offsets[0], ReadMaxRows(10)))
+        key = (stream, next(iter(offsets[1][stream])))
+        deadline = time.monotonic() + 30
+        while len(reader._ahead.get(key, [])) < READ_AHEAD_CHUNKS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # a chain that ignored its bound would have grown by now
+        chain = reader._ahead[key]
+        assert len(chain) == READ_AHEAD_CHUNKS  # read ahead, without Spark asking, and no further
+        # chunk by chunk: each starts where the one before ended
+        assert chain[0][0] == offsets[1][stream][key[1]]
+        assert chain[1][0] == chain[0][2].result().position
+        while offsets[-1] != offsets[-2] or len(offsets) < 3:
+            offsets.append(reader.latestOffset(offsets[-1], ReadMaxRows(10)))
+        values = [r["data"].decode() for before, after in zip(offsets, offsets[1:])
+                  for part in reader.partitions(before, after) for b in reader.read(part) for r in b.to_pylist()]
+        assert values == [f"c{i}" for i in range(100)]
+    finally:
+        reader.stop()
+
+
+def test_arrival_times_keep_their_milliseconds():
+    from streaming.kinesis_source import epoch_seconds, to_arrow
+
+    arrival = epoch_seconds(1_700_000_000.123)
+    batch = to_arrow([("k", b"v", "s", "shardId-0", "1", -1, arrival)])
+    assert batch.column("approximateArrivalTimestamp")[0].as_py() == dt.datetime(
+        2023, 11, 14, 22, 13, 20, 123000, tzinfo=dt.timezone.utc)
+    assert epoch_seconds("2023-11-14T22:13:20.123Z") == 1_700_000_000.123
+
+
 def test_a_missing_stream_is_named(kinesis_endpoint):
     options = KinesisOptions.parse({"streamName": "no-such-stream", "endpointUrl": kinesis_endpoint,
                                     "awsAccessKey": "x", "awsSecretKey": "x"})
