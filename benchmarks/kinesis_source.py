@@ -9,6 +9,8 @@ while Spark processes the current one, as in a long-running stream), a foreachBa
 only counts. Two figures for the pipeline:
 wall time of the whole query (start-up and shutdown included) and the sum of its micro-batch
 durations (Spark's own progress report), which is what a long-running stream sees.
+An untimed warm-up of both on a small stream of its own comes first; then the two sides take
+turns going first; the best attempt of each counts.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--size", type=int, default=500, help="bytes per record")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cap", type=int, default=20_000, help="maxRecordsPerTrigger (rows per micro-batch)")
     args = parser.parse_args()
 
@@ -89,17 +91,34 @@ def main() -> None:
         print(f"put {args.records} records of {args.size} B over {args.shards} shards in "
               f"{time.perf_counter() - started:.1f}s")
 
+        warmup = f"warmup-{uuid.uuid4().hex[:6]}"
+        client.create_stream(StreamName=warmup, ShardCount=args.shards)
+        client.get_waiter("stream_exists").wait(StreamName=warmup, WaiterConfig={"Delay": 0.2})
+        fill(client, warmup, min(args.records, 10_000), args.size)
+        boto3_loop(client, warmup)
+        spark_query(spark, endpoint, warmup, work / "cp-warmup", args.cap)
+        print("warm-up done (not counted)")
+
         loop_times, wall_times, batch_times = [], [], []
-        for attempt in range(args.repeats):
+
+        def loop() -> None:
             started = time.perf_counter()
             assert boto3_loop(client, stream) == args.records
             loop_times.append(time.perf_counter() - started)
+
+        def source(attempt: int) -> None:
             count, wall, batches = spark_query(spark, endpoint, stream, work / f"cp{attempt}", args.cap)
             assert count == args.records, count
             wall_times.append(wall)
             batch_times.append(batches)
-            print(f"attempt {attempt + 1}: boto3 loop {loop_times[-1]:.1f}s, source query {wall:.1f}s "
-                  f"(micro-batches {batches:.1f}s)")
+
+        for attempt in range(args.repeats):
+            if attempt % 2 == 0:
+                loop(), source(attempt)
+            else:
+                source(attempt), loop()
+            print(f"attempt {attempt + 1}: boto3 loop {loop_times[-1]:.1f}s, source query {wall_times[-1]:.1f}s "
+                  f"(micro-batches {batch_times[-1]:.1f}s)")
         reference = args.records / min(loop_times)
         wall_rate = args.records / min(wall_times)
         batch_rate = args.records / min(batch_times)
