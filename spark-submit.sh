@@ -35,7 +35,7 @@ case "$runner" in
     [ -x "$venv/bin/spark-submit" ] || { echo "spark-submit.sh: no $venv/bin/spark-submit; run 'make install'" >&2; exit 2; }
     export PYSPARK_PYTHON="$venv/bin/python" PYSPARK_DRIVER_PYTHON="$venv/bin/python"
     exec "$venv/bin/spark-submit" --master "${PINPIPE_SPARK_MASTER:-local[2]}" \
-      --conf spark.sql.session.timeZone=UTC ${SPARK_SUBMIT_OPTS_EXTRA:-} "$entry" "$command" "$@"
+      --driver-memory "${PINPIPE_DRIVER_MEMORY:-4g}" --conf spark.sql.session.timeZone=UTC ${SPARK_SUBMIT_OPTS_EXTRA:-} "$entry" "$command" "$@"
     ;;
   emr)
     : "${PINPIPE_VENV_ARCHIVE:?set PINPIPE_VENV_ARCHIVE to a venv packed with venv-pack (s3://.../pinpipe-venv.tar.gz)}"

@@ -66,7 +66,7 @@ def main() -> None:
         results: dict[str, list[float]] = {"batch": [], "reference": []}
         for attempt in range(args.repeats):
             sides = {"batch": lambda: pinpipe_batch(str(attempt)),
-                     "reference": lambda: reference_file_to_parquet(spark, files, work / f"ref{attempt}")}
+                     "reference": lambda: reference_file_to_parquet(spark, files, work / f"ref{attempt}").wall}
             for side in (("batch", "reference") if attempt % 2 == 0 else ("reference", "batch")):
                 results[side].append(sides[side]())
             print(f"attempt {attempt + 1}: pinpipe batch {results['batch'][-1]:.1f}s, "

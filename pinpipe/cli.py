@@ -92,7 +92,8 @@ def stream(
 
     settings = get_settings()
     chosen = SOURCES if sources == "all" else _parse_list(sources, SOURCES, "source")
-    spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions)
+    spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
+                                driver_memory=settings.driver_memory)
     try:
         run(spark, settings, chosen, available_now=available_now, handle_signals=True, archive=archive)
     finally:
@@ -110,7 +111,8 @@ def batch(
     from streaming.job import run_batch
 
     settings = get_settings()
-    spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions)
+    spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
+                                driver_memory=settings.driver_memory)
     try:
         run_batch(spark, settings, from_date, to_date, glob)
     finally:

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     sink: Literal["auto", "delta-rs", "delta-spark"] = "auto"
     spark_master: str = "local[2]"
     shuffle_partitions: int = Field(2, gt=0)
+    # JVM heap of a locally started Spark driver (local mode runs the tasks in it too).
+    driver_memory: str = Field("4g", pattern=r"^\d+[kmgt]$")
 
     @field_validator("lake")
     @classmethod

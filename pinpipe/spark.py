@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 
 
 def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shuffle_partitions: int = 2,
-                        ui: bool = False) -> SparkSession:
+                        ui: bool = False, driver_memory: str = "4g") -> SparkSession:
     # Workers must run this interpreter (with pyarrow and the project installed), not whatever
     # `python3` is first on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -18,6 +18,9 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
         SparkSession.builder.master(master)
         .appName(app_name)
         .config("spark.ui.enabled", str(ui).lower())
+        # Local mode runs every task in the driver's JVM; Spark's 1g default starves the writers.
+        # (Only applies when this call starts the JVM; spark-submit sets it with --driver-memory.)
+        .config("spark.driver.memory", driver_memory)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")

@@ -31,3 +31,13 @@ def test_an_invalid_setting_stops_start_up_with_one_line_naming_it(tmp_path):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("pinpipe: invalid setting PINPIPE_MAX_OFFSETS_PER_TRIGGER:")
     assert "-5" in lines[0]
+
+
+def test_driver_memory_is_a_jvm_size(monkeypatch):
+    import pydantic
+    import pytest
+
+    assert Settings().driver_memory == "4g"
+    monkeypatch.setenv("PINPIPE_DRIVER_MEMORY", "lots")
+    with pytest.raises(pydantic.ValidationError, match="driver_memory"):
+        Settings()
