@@ -50,6 +50,13 @@ def run_query(spark, endpoint, stream, checkpoint, **options):
     return batches
 
 
+def capped_options(endpoint, stream, cap):
+    """Options of a reader driven by hand (no Spark), from the stream's start, ``cap`` rows a batch."""
+    return KinesisOptions.parse({"streamName": stream, "endpointUrl": endpoint, "awsAccessKey": "x",
+                                 "awsSecretKey": "x", "initialPosition": "trim_horizon",
+                                 "maxRecordsPerTrigger": str(cap), "shardFetchInterval": "0ms"})
+
+
 def values_of(batches):
     return [r["data"].decode() for batch in batches for r in batch]
 
@@ -129,9 +136,7 @@ def test_a_replayed_batch_rereads_exactly_its_range(kinesis_endpoint):
     client = client_for(kinesis_endpoint)
     stream = make_stream(client, shards=1)
     put(client, stream, [f"r{i}" for i in range(30)])
-    options = KinesisOptions.parse({"streamName": stream, "endpointUrl": kinesis_endpoint, "awsAccessKey": "x",
-                                    "awsSecretKey": "x", "initialPosition": "trim_horizon",
-                                    "maxRecordsPerTrigger": "10", "shardFetchInterval": "0ms"})
+    options = capped_options(kinesis_endpoint, stream, cap=10)
     reader = KinesisStreamReader(options)
     start = reader.initialOffset()
     from pyspark.sql.streaming.datasource import ReadMaxRows
@@ -156,9 +161,7 @@ def test_read_ahead_keeps_reading_within_its_bound_and_hands_over_every_record(k
     client = client_for(kinesis_endpoint)
     stream = make_stream(client, shards=1)
     put(client, stream, [f"c{i}" for i in range(100)])
-    options = KinesisOptions.parse({"streamName": stream, "endpointUrl": kinesis_endpoint, "awsAccessKey": "x",
-                                    "awsSecretKey": "x", "initialPosition": "trim_horizon",
-                                    "maxRecordsPerTrigger": "10", "shardFetchInterval": "0ms"})
+    options = capped_options(kinesis_endpoint, stream, cap=10)
     reader = KinesisStreamReader(options)
     try:
         offsets = [reader.initialOffset()]
