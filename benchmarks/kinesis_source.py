@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import boto3  # noqa: E402
 
+from benchmarks.reference import batch_seconds  # noqa: E402
 from pinpipe import local  # noqa: E402
 from pinpipe.spark import build_spark_session  # noqa: E402
 
@@ -64,8 +65,7 @@ def spark_query(spark, endpoint: str, stream: str, checkpoint: Path, cap: int) -
              .trigger(availableNow=True).option("checkpointLocation", str(checkpoint)).start())
     query.awaitTermination()
     wall = time.perf_counter() - started
-    batches = sum(p["durationMs"]["triggerExecution"] for p in query.recentProgress if p["numInputRows"]) / 1000
-    return sum(counted), wall, batches
+    return sum(counted), wall, batch_seconds(query)
 
 
 def main() -> None:

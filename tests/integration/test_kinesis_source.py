@@ -50,6 +50,14 @@ def run_query(spark, endpoint, stream, checkpoint, **options):
     return batches
 
 
+def one_shard_stream(endpoint, values) -> str:
+    """A new one-shard stream holding ``values``, in order."""
+    client = client_for(endpoint)
+    stream = make_stream(client, shards=1)
+    put(client, stream, values)
+    return stream
+
+
 def capped_options(endpoint, stream, cap):
     """Options of a reader driven by hand (no Spark), from the stream's start, ``cap`` rows a batch."""
     return KinesisOptions.parse({"streamName": stream, "endpointUrl": endpoint, "awsAccessKey": "x",
@@ -133,9 +141,7 @@ def test_kpl_aggregated_records_land_one_by_one_even_when_a_cap_splits_an_aggreg
 
 
 def test_a_replayed_batch_rereads_exactly_its_range(kinesis_endpoint):
-    client = client_for(kinesis_endpoint)
-    stream = make_stream(client, shards=1)
-    put(client, stream, [f"r{i}" for i in range(30)])
+    stream = one_shard_stream(kinesis_endpoint, [f"r{i}" for i in range(30)])
     options = capped_options(kinesis_endpoint, stream, cap=10)
     reader = KinesisStreamReader(options)
     start = reader.initialOffset()
@@ -158,9 +164,7 @@ def test_read_ahead_keeps_reading_within_its_bound_and_hands_over_every_record(k
 
     from streaming.kinesis_source import READ_AHEAD_CHUNKS
 
-    client = client_for(kinesis_endpoint)
-    stream = make_stream(client, shards=1)
-    put(client, stream, [f"c{i}" for i in range(100)])
+    stream = one_shard_stream(kinesis_endpoint, [f"c{i}" for i in range(100)])
     options = capped_options(kinesis_endpoint, stream, cap=10)
     reader = KinesisStreamReader(options)
     try:
