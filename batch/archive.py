@@ -14,14 +14,17 @@ offset. A batch replayed after a crash rewrites the same keys with the same byte
 
 from __future__ import annotations
 
+import logging
 import posixpath
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import fs
+
+log = logging.getLogger(__name__)
 
 OFFSET_WIDTH = 10
 
@@ -115,3 +118,16 @@ def write_records(location: ArchiveLocation, records: pa.Table, max_records: int
 def _one_line(value: bytes) -> bytes:
     # JSON values are one line already; a value with a raw newline would break the line format.
     return value.replace(b"\r", b"\\r").replace(b"\n", b"\\n") if b"\n" in value or b"\r" in value else value
+
+
+def archive_writer(location: ArchiveLocation, max_records: int, max_bytes: int) -> Callable:
+    """A ``foreachBatch`` function: a micro-batch of Kafka source rows -> archive objects.
+
+    What MSK Connect's S3 sink does, for deployments without it.
+    """
+    def write(batch, batch_id: int) -> None:
+        records = batch.select("topic", "partition", "offset", "value").toArrow()
+        keys = write_records(location, records, max_records, max_bytes)
+        log.info("archive batch %d: %d records in %d objects", batch_id, records.num_rows, len(keys))
+
+    return write

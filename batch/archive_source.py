@@ -26,6 +26,8 @@ from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPart
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxFiles, SupportsTriggerAvailableNow
 
 from batch.archive import ArchiveLocation, parse_object_key
+from schemas.errors import OptionError
+from streaming.options import positive_int, required
 
 SCHEMA = "value string, topic string, partition int, objectKey string, lineNumber long, modificationTime timestamp"
 ARROW_SCHEMA = pa.schema([
@@ -33,10 +35,6 @@ ARROW_SCHEMA = pa.schema([
     ("lineNumber", pa.int64()), ("modificationTime", pa.timestamp("us", tz="UTC")),
 ])
 LINES_PER_BATCH = 10_000
-
-
-class ArchiveSourceOptionError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -50,15 +48,11 @@ class ArchiveOptions:
     @classmethod
     def parse(cls, options) -> "ArchiveOptions":
         get = options.get
-        if not get("path"):
-            raise ArchiveSourceOptionError("option path is required (a folder or s3://bucket/prefix)")
-        max_files = get("maxFilesPerTrigger")
-        if max_files is not None and (not str(max_files).isdigit() or int(max_files) <= 0):
-            raise ArchiveSourceOptionError(f"option maxFilesPerTrigger must be a positive integer, got {max_files!r}")
+        path = required(options, "path", "a folder or s3://bucket/prefix")
         return cls(
-            location=ArchiveLocation(get("path"), get("endpointUrl"), get("awsAccessKey"), get("awsSecretKey"),
+            location=ArchiveLocation(path, get("endpointUrl"), get("awsAccessKey"), get("awsSecretKey"),
                                      get("region") or "us-east-1"),
-            max_files_per_trigger=int(max_files) if max_files else None,
+            max_files_per_trigger=positive_int(options, "maxFilesPerTrigger"),
             modified_after=_date(get("modifiedAfter"), "modifiedAfter"),
             modified_before=_date(get("modifiedBefore"), "modifiedBefore"),
             glob=get("pathGlobFilter") or None,
@@ -71,7 +65,7 @@ def _date(value: str | None, name: str) -> dt.datetime | None:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise ArchiveSourceOptionError(f"option {name} must be an ISO date or time, got {value!r}") from None
+        raise OptionError(f"option {name} must be an ISO date or time, got {value!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 

@@ -26,7 +26,7 @@ from benchmarks.reference import reference_file_to_parquet, write_jsonl  # noqa:
 from emulator.generator import Dirt, generate  # noqa: E402
 from pinpipe.settings import Settings  # noqa: E402
 from pinpipe.spark import build_spark_session  # noqa: E402
-from streaming.job import run_batch  # noqa: E402
+from pinpipe.pipeline import archive_location, run_batch  # noqa: E402
 
 
 def main() -> None:
@@ -50,7 +50,7 @@ def main() -> None:
         table = pa.Table.from_pylist(rows, schema=pa.schema([("topic", pa.string()), ("partition", pa.int32()),
                                                              ("offset", pa.int64()), ("value", pa.binary())]))
         archive = work / "archive"
-        objects = write_records(Settings(archive=str(archive)).archive_location(), table)
+        objects = write_records(archive_location(Settings(archive=str(archive))), table)
         files = write_jsonl(messages, work / "files")
         print(f"archive: {records} records in {len(objects)} objects")
 

@@ -30,7 +30,8 @@ from pinpipe import local  # noqa: E402
 from pinpipe.settings import Settings  # noqa: E402
 from pinpipe.spark import build_spark_session  # noqa: E402
 from benchmarks.reference import Timing, batch_seconds, reference_file_to_parquet, write_jsonl  # noqa: E402
-from streaming.job import await_queries, start_query  # noqa: E402
+from pinpipe.pipeline import start_source_query  # noqa: E402
+from streaming.job import await_queries  # noqa: E402
 
 
 def main() -> None:
@@ -58,7 +59,7 @@ def main() -> None:
             lake = work / f"lake-{name}"
             shutil.rmtree(lake, ignore_errors=True)
             started = time.perf_counter()
-            query = start_query(spark, settings.model_copy(update={"lake": str(lake)}), "kafka", available_now=True)
+            query = start_source_query(spark, settings.model_copy(update={"lake": str(lake)}), "kafka", available_now=True)
             await_queries([query], handle_signals=False)
             return Timing(time.perf_counter() - started, batch_seconds(query))
 

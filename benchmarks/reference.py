@@ -10,7 +10,7 @@ from typing import NamedTuple
 from pyspark.sql import functions as F
 
 from schemas.cleaning import route
-from streaming.job import kind_of
+from streaming.envelopes import kind_of
 
 
 class Timing(NamedTuple):
@@ -39,7 +39,7 @@ def reference_file_to_parquet(spark, source_dir: Path, out_dir: Path) -> Timing:
         spark.readStream.format("text").load(str(source_dir))
         .select(
             F.col("value"),
-            kind_of(F.regexp_extract(F.input_file_name(), r"([a-z]+)\.jsonl$", 1), r"\.").alias("_kind"),
+            kind_of(F.regexp_extract(F.input_file_name(), r"([a-z]+)\.jsonl$", 1), ".").alias("_kind"),
             F.lit("file").alias("_source_system"),
             F.input_file_name().alias("_source_name"),
             F.lit("-").alias("_source_partition"),

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from pinpipe import local
-from pinpipe.settings import LOCAL_STATE_DIR, SettingsError, get_settings
+from pinpipe.settings import LOCAL_STATE_DIR, get_settings
+from schemas.errors import PinpipeError
 
 app = typer.Typer(help="Streaming-first Pinterest data pipeline.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
@@ -87,15 +88,15 @@ def stream(
     archive: Annotated[bool, typer.Option("--archive", help="Also copy every Kafka record to the raw archive")] = False,
 ) -> None:
     """Run the streaming job: sources -> cleaning -> Delta tables, until stopped."""
+    from pinpipe.pipeline import SOURCES, run_stream
     from pinpipe.spark import build_spark_session
-    from streaming.job import SOURCES, run
 
     settings = get_settings()
     chosen = SOURCES if sources == "all" else _parse_list(sources, SOURCES, "source")
     spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
                                 driver_memory=settings.driver_memory)
     try:
-        run(spark, settings, chosen, available_now=available_now, handle_signals=True, archive=archive)
+        run_stream(spark, settings, chosen, available_now=available_now, handle_signals=True, archive=archive)
     finally:
         spark.stop()
 
@@ -107,8 +108,8 @@ def batch(
     glob: Annotated[str | None, typer.Option(help="Backfill: objects whose key matches this glob")] = None,
 ) -> None:
     """The batch path: process the raw archive's new objects (or a backfill range), then exit."""
+    from pinpipe.pipeline import run_batch
     from pinpipe.spark import build_spark_session
-    from streaming.job import run_batch
 
     settings = get_settings()
     spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
@@ -124,14 +125,15 @@ def show(rows: Annotated[int, typer.Option(min=0, help="Sample rows per table")]
     """Print each table's row count and a few sample rows."""
     from streaming.tables import describe_tables
 
-    typer.echo(describe_tables(get_settings(), rows))
+    settings = get_settings()
+    typer.echo(describe_tables(settings.lake, settings.delta_storage_options(), rows))
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         app()
-    except SettingsError as error:
+    except PinpipeError as error:  # settings and other errors the pipeline reports on purpose: one line
         typer.echo(f"pinpipe: {error}", err=True)
         sys.exit(2)
 

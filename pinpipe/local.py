@@ -19,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
+from schemas.errors import PinpipeError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NODE_SERVICES_DIR = PROJECT_ROOT / "deploy" / "local"
 SERVICES = ("kafka", "kinesis", "s3")  # `local up`; "kinesis-mock" is started by the resharding tests
@@ -33,7 +35,7 @@ class RunningService:
     log: str
 
 
-class ServiceError(RuntimeError):
+class ServiceError(PinpipeError, RuntimeError):
     pass
 
 

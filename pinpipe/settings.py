@@ -16,8 +16,9 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-KINDS = ("pin", "geo", "user")
-Kind = Literal["pin", "geo", "user"]
+from schemas.contracts import KINDS, stream_name, topic_name
+from schemas.errors import PinpipeError
+from streaming.tables import checkpoint_path, table_path
 
 # Where `pinpipe local up` keeps pids, logs and the endpoints it chose.
 LOCAL_STATE_DIR = Path(os.environ.get("PINPIPE_LOCAL_STATE", ".pinpipe/local"))
@@ -91,45 +92,34 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     def topic(self, kind: str) -> str:
-        return f"{self.prefix}.{kind}"
+        return topic_name(self.prefix, kind)
 
     @property
     def topics(self) -> list[str]:
         return [self.topic(kind) for kind in KINDS]
 
     def stream_name(self, kind: str) -> str:
-        return f"streaming-{self.prefix}-{kind}"
+        return stream_name(self.prefix, kind)
 
     @property
     def stream_names(self) -> list[str]:
         return [self.stream_name(kind) for kind in KINDS]
 
     def boto3_client(self, service: Literal["kinesis", "s3"]):
-        """A boto3 client for Kinesis or S3 with this deployment's endpoint and credentials."""
-        import boto3
+        """Kept for the emulator's Kinesis target until it takes a client; see :mod:`pinpipe.clients`."""
+        from pinpipe.clients import aws_client
 
-        endpoint = self.kinesis.endpoint_url if service == "kinesis" else self.s3.endpoint_url
-        from botocore.config import Config
-
-        return boto3.client(service, endpoint_url=endpoint, region_name=self.kinesis.region,
-                            aws_access_key_id=self.kinesis.access_key, aws_secret_access_key=self.kinesis.secret_key,
-                            config=Config(retries={"max_attempts": 10, "mode": "adaptive"}))
+        return aws_client(self, service)
 
     def table_path(self, name: str) -> str:
-        return f"{self.lake}/{name}"
+        return table_path(self.lake, name)
 
     def checkpoint_path(self, query_name: str) -> str:
-        return f"{self.lake}/_checkpoints/{query_name}"
+        return checkpoint_path(self.lake, query_name)
 
     @property
     def archive_uri(self) -> str:
         return (self.archive or f"{self.lake}/raw").rstrip("/")
-
-    def archive_location(self):
-        from batch.archive import ArchiveLocation
-
-        return ArchiveLocation(self.archive_uri, self.s3.endpoint_url, self.s3.access_key, self.s3.secret_key,
-                               self.s3.region)
 
     def delta_storage_options(self) -> dict[str, str] | None:
         """delta-rs storage options for a lake on S3 (None: local folder or default AWS config)."""
@@ -150,7 +140,7 @@ class Settings(BaseSettings):
         return {"bootstrap.servers": self.kafka.bootstrap_servers, **self.kafka.client_config}
 
 
-class SettingsError(ValueError):
+class SettingsError(PinpipeError, ValueError):
     """One line naming the setting and its problem; the CLI prints it and exits with status 2."""
 
 

@@ -34,11 +34,10 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
 
 
 def register_data_sources(spark: SparkSession) -> None:
-    from streaming.kafka_source import KafkaDataSource
-    from streaming.kinesis_source import KinesisDataSource
-
-    spark.dataSource.register(KafkaDataSource)
-    spark.dataSource.register(KinesisDataSource)
+    """pinpipe-kafka, pinpipe-kinesis and pinpipe-archive, for ``spark.readStream.format(...)``."""
     from batch.archive_source import ArchiveDataSource
+    from streaming.kafka_source import KafkaDataSource
+    from streaming.kinesis import KinesisDataSource
 
-    spark.dataSource.register(ArchiveDataSource)
+    for source in (KafkaDataSource, KinesisDataSource, ArchiveDataSource):
+        spark.dataSource.register(source)

@@ -8,6 +8,20 @@ from __future__ import annotations
 
 KINDS = ("pin", "geo", "user")
 
+
+# Where each kind travels: Kafka topics `<prefix>.<kind>`, Kinesis streams `streaming-<prefix>-<kind>`
+# (the seed's names). The separators let the envelopes read a record's kind back from its source name.
+TOPIC_SEPARATOR = "."
+STREAM_SEPARATOR = "-"
+
+
+def topic_name(prefix: str, kind: str) -> str:
+    return f"{prefix}{TOPIC_SEPARATOR}{kind}"
+
+
+def stream_name(prefix: str, kind: str) -> str:
+    return f"streaming{STREAM_SEPARATOR}{prefix}{STREAM_SEPARATOR}{kind}"
+
 # Raw JSON fields per kind and the Spark type each must convert to.
 RAW_FIELDS: dict[str, dict[str, str]] = {
     "pin": {

@@ -27,6 +27,9 @@ from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPart
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows, SupportsTriggerAvailableNow
 from pyspark.sql.types import StructType
 
+from schemas.errors import DataLossError, OptionError
+from streaming.options import flag, positive_int
+
 log = logging.getLogger(__name__)
 
 Offsets = dict[str, dict[str, int]]  # topic -> partition (as string, JSON keys) -> next offset
@@ -46,12 +49,8 @@ EARLIEST, LATEST = -2, -1
 ROWS_PER_ARROW_BATCH = 10_000
 
 
-class KafkaDataLossError(RuntimeError):
+class KafkaDataLossError(DataLossError):
     """Records the query still needed are gone (retention, a deleted topic). See failOnDataLoss."""
-
-
-class KafkaSourceOptionError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -70,25 +69,22 @@ class KafkaOptions:
         get = options.get
         client_config = {k[len("kafka."):]: v for k, v in dict(options).items() if k.lower().startswith("kafka.")}
         if "bootstrap.servers" not in client_config:
-            raise KafkaSourceOptionError("option kafka.bootstrap.servers is required")
+            raise OptionError("option kafka.bootstrap.servers is required")
         subscribe, pattern = get("subscribe"), get("subscribePattern")
         if bool(subscribe) == bool(pattern):
-            raise KafkaSourceOptionError("set exactly one of the options subscribe and subscribePattern")
+            raise OptionError("set exactly one of the options subscribe and subscribePattern")
         if pattern:
             try:
                 re.compile(pattern)
             except re.error as error:
-                raise KafkaSourceOptionError(f"option subscribePattern is not a valid regex: {error}") from None
-        max_offsets = get("maxOffsetsPerTrigger")
-        if max_offsets is not None and (not str(max_offsets).isdigit() or int(max_offsets) <= 0):
-            raise KafkaSourceOptionError(f"option maxOffsetsPerTrigger must be a positive integer, got {max_offsets!r}")
+                raise OptionError(f"option subscribePattern is not a valid regex: {error}") from None
         starting = get("startingOffsets") or "latest"
         if starting not in ("earliest", "latest"):
             try:
                 parsed = json.loads(starting)
                 assert isinstance(parsed, dict) and all(isinstance(v, dict) for v in parsed.values())
             except (ValueError, AssertionError):
-                raise KafkaSourceOptionError(
+                raise OptionError(
                     "option startingOffsets must be earliest, latest or JSON like "
                     '{"topic": {"0": 23, "1": -2}}, got ' + repr(starting)
                 ) from None
@@ -97,10 +93,10 @@ class KafkaOptions:
             topics=tuple(t.strip() for t in (subscribe or "").split(",") if t.strip()),
             topic_pattern=pattern,
             starting_offsets=starting,
-            max_offsets_per_trigger=int(max_offsets) if max_offsets else None,
-            fail_on_data_loss=str(get("failOnDataLoss") or "true").lower() == "true",
-            include_headers=str(get("includeHeaders") or "false").lower() == "true",
-            poll_timeout_s=float(get("pollTimeoutMs") or 120_000) / 1000,
+            max_offsets_per_trigger=positive_int(options, "maxOffsetsPerTrigger"),
+            fail_on_data_loss=flag(options, "failOnDataLoss", True),
+            include_headers=flag(options, "includeHeaders", False),
+            poll_timeout_s=positive_int(options, "pollTimeoutMs", 120_000) / 1000,
         )
 
 
@@ -112,8 +108,7 @@ class KafkaDataSource(DataSource):
         return "pinpipe-kafka"
 
     def schema(self) -> str:
-        include_headers = str(self.options.get("includeHeaders") or "false").lower() == "true"
-        return BASE_SCHEMA + (HEADERS_SCHEMA if include_headers else "")
+        return BASE_SCHEMA + (HEADERS_SCHEMA if flag(self.options, "includeHeaders", False) else "")
 
     def streamReader(self, schema: StructType) -> "KafkaStreamReader":
         return KafkaStreamReader(KafkaOptions.parse(self.options))
@@ -212,7 +207,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                     begin.setdefault(topic, {})[p] = self._watermarks(topic, int(p))[0]
         end = {t: {p: max(begin[t][p], latest[t][p]) for p in ps} for t, ps in latest.items()}
         if isinstance(limit, ReadMaxRows):
-            end = _rate_limit(begin, end, limit.max_rows)
+            end = rate_limit(begin, end, limit.max_rows)
         # Keep partitions we know but did not see this time (a metadata hiccup must not drop them).
         for topic, partitions in start.items():
             for p, offset in partitions.items():
@@ -262,7 +257,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return state
 
 
-def _rate_limit(begin: Offsets, end: Offsets, max_rows: int) -> Offsets:
+def rate_limit(begin: Offsets, end: Offsets, max_rows: int) -> Offsets:
     """Spread a row cap over partitions in proportion to their backlog (as Spark's Kafka source does)."""
     sizes = {(t, p): end[t][p] - begin[t][p] for t in end for p in end[t]}
     total = sum(sizes.values())

@@ -1,11 +1,20 @@
-"""Reading the lake back: counts and samples (delta-rs, no Spark needed)."""
+"""Where the tables and checkpoints live, and reading the lake back (delta-rs, no Spark needed)."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-from pinpipe.settings import Settings
 from schemas.contracts import TABLES
+
+
+def table_path(lake: str, table: str) -> str:
+    """``<lake>/<table>``: pin, geo, user, quarantine (and ``gold/<name>``)."""
+    return f"{lake.rstrip('/')}/{table}"
+
+
+def checkpoint_path(lake: str, query_name: str) -> str:
+    """``<lake>/_checkpoints/<query>``: one Spark checkpoint per query."""
+    return f"{lake.rstrip('/')}/_checkpoints/{query_name}"
 
 
 def read_delta(path: str, storage_options: dict[str, str] | None = None) -> pa.Table | None:
@@ -23,23 +32,21 @@ def read_delta(path: str, storage_options: dict[str, str] | None = None) -> pa.T
     return pa.table(QueryBuilder().register("t", delta).execute("SELECT * FROM t" + order).read_all())
 
 
-def read_table(settings: Settings, table: str) -> pa.Table | None:
-    return read_delta(settings.table_path(table), settings.delta_storage_options())
-
-
-def describe_tables(settings: Settings, sample_rows: int = 3) -> str:
+def describe_tables(lake: str, storage_options: dict[str, str] | None = None, sample_rows: int = 3) -> str:
+    """Each table's row count (per source system) and a few sample rows, as text."""
     lines = []
     for table in TABLES:
-        data = read_table(settings, table)
+        path = table_path(lake, table)
+        data = read_delta(path, storage_options)
         if data is None:
-            lines.append(f"{table}: no table yet at {settings.table_path(table)}")
+            lines.append(f"{table}: no table yet at {path}")
             continue
         by_source = ""
         for name in ("_source_system", "source_system"):
             if name in data.column_names:
                 counts = data.group_by(name).aggregate([([], "count_all")]).to_pylist()
                 by_source = " (" + ", ".join(f"{c[name]} {c['count_all']}" for c in sorted(counts, key=str)) + ")"
-        lines.append(f"{table}: {data.num_rows} rows{by_source}  at {settings.table_path(table)}")
+        lines.append(f"{table}: {data.num_rows} rows{by_source}  at {path}")
         visible = [c for c in data.column_names if not c.startswith("_")]
         for row in data.select(visible).slice(0, sample_rows).to_pylist():
             lines.append("    " + ", ".join(f"{k}={_short(v)}" for k, v in row.items()))

@@ -15,12 +15,13 @@ import pyarrow as pa
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from batch.archive import ArchiveLocation, object_key, parse_object_key, write_records
+from batch.archive import parse_object_key, write_records
 from batch.archive_source import ArchiveOptions, list_archive
 from emulator.generator import generate
 from emulator.kafka_target import produce
-from streaming.job import run, run_batch
-from tests.integration.helpers import delta_commits, fresh_settings, kill_when, read_rows, run_to_the_end
+from pinpipe.pipeline import archive_location, run_batch
+from pinpipe.pipeline import run_stream as run
+from tests.helpers import delta_commits, fresh_settings, kill_when, read_rows, run_to_the_end
 
 pytestmark = pytest.mark.integration
 KEY_PATTERN = re.compile(r"^topics/(?P<t>[^/]+)/partition=(?P<p>\d+)/(?P=t)\+(?P=p)\+\d{10}\.json$")
@@ -113,7 +114,7 @@ def test_a_hand_made_archive_lands_like_the_stream_and_only_new_files_are_proces
         spark, kafka_broker, seed_records, tmp_path):
     batch_settings = fresh_settings(kafka_broker, tmp_path / "batch-lake", archive=str(tmp_path / "archive"))
     records = seed_archive_records(seed_records, batch_settings.prefix)
-    keys = write_records(batch_settings.archive_location(), records, max_records=25)  # as MSK Connect writes them
+    keys = write_records(archive_location(batch_settings), records, max_records=25)  # as MSK Connect writes them
     assert all(KEY_PATTERN.match(k) for k in keys)
     run_batch(spark, batch_settings)
 
@@ -148,7 +149,7 @@ def test_a_hand_made_archive_lands_like_the_stream_and_only_new_files_are_proces
                                  "value": json.dumps({"ind": 99999, "first_name": "New", "last_name": "Comer",
                                                       "age": 33, "date_joined": "2022-01-01 00:00:00"}).encode()}],
                                schema=records.schema)
-    write_records(batch_settings.archive_location(), new)
+    write_records(archive_location(batch_settings), new)
     run_batch(spark, batch_settings)
     after = {r["ind"]: r["_ingested_at"] for r in read_rows(batch_settings, "user")}
     assert set(after) == set(before) | {99999}
@@ -157,7 +158,7 @@ def test_a_hand_made_archive_lands_like_the_stream_and_only_new_files_are_proces
 
 def test_backfill_reprocesses_a_range_without_duplicates(spark, kafka_broker, seed_records, tmp_path):
     settings = fresh_settings(kafka_broker, tmp_path / "lake", archive=str(tmp_path / "archive"))
-    write_records(settings.archive_location(), seed_archive_records(seed_records, settings.prefix), max_records=30)
+    write_records(archive_location(settings), seed_archive_records(seed_records, settings.prefix), max_records=30)
     run_batch(spark, settings)
     counts = {t: len(read_rows(settings, t)) for t in ("pin", "geo", "user", "quarantine")}
     run_batch(spark, settings, path_glob="*.user/*")
@@ -174,13 +175,13 @@ def test_the_batch_path_against_s3(spark, kafka_broker, s3_endpoint, seed_record
     settings = fresh_settings(kafka_broker, tmp_path / "lake", archive=f"s3://{bucket}/raw",
                               s3={"endpoint_url": s3_endpoint, "access_key": "local", "secret_key": "local"})
     records = seed_archive_records(seed_records, settings.prefix)
-    write_records(settings.archive_location(), records, max_records=20)
+    write_records(archive_location(settings), records, max_records=20)
     listed = list_archive(ArchiveOptions.parse({"path": settings.archive_uri, "endpointUrl": s3_endpoint,
                                                 "awsAccessKey": "local", "awsSecretKey": "local"}))
     assert len(listed) >= 3 and all(KEY_PATTERN.match(o.key) for o in listed)
     run_batch(spark, settings)
     local_settings = fresh_settings(kafka_broker, tmp_path / "local-lake", archive=str(tmp_path / "archive"))
-    write_records(local_settings.archive_location(), records, max_records=20)
+    write_records(archive_location(local_settings), records, max_records=20)
     run_batch(spark, local_settings)
     for kind in ("pin", "geo", "user"):
         assert clean_rows(settings, kind) == clean_rows(local_settings, kind)
@@ -191,7 +192,7 @@ def test_the_batch_path_against_s3(spark, kafka_broker, s3_endpoint, seed_record
     new = pa.Table.from_pylist([{"topic": f"{settings.prefix}.geo", "partition": 0, "offset": 5000,
                                  "value": b'{"ind": 424242, "latitude": 1.5, "longitude": 2.5, "country": "X", '
                                           b'"timestamp": "2021-01-01 00:00:00"}'}], schema=records.schema)
-    write_records(settings.archive_location(), new)  # a new object arrives in S3: only it is processed
+    write_records(archive_location(settings), new)  # a new object arrives in S3: only it is processed
     before = {r["ind"]: r["_ingested_at"] for r in read_rows(settings, "geo")}
     run_batch(spark, settings)
     after = {r["ind"]: r["_ingested_at"] for r in read_rows(settings, "geo")}
@@ -203,7 +204,7 @@ def test_spark_submit_sh_runs_the_batch_path_locally_and_describes_a_databricks_
 
     root = Path(__file__).resolve().parents[2]
     settings = fresh_settings("unused:9092", tmp_path / "lake", archive=str(tmp_path / "archive"))
-    write_records(settings.archive_location(), seed_archive_records(seed_records, settings.prefix))
+    write_records(archive_location(settings), seed_archive_records(seed_records, settings.prefix))
     env = {**os.environ, "PINPIPE_PREFIX": settings.prefix, "PINPIPE_LAKE": settings.lake,
            "PINPIPE_ARCHIVE": settings.archive_uri}
     run_to_the_end([str(root / "spark-submit.sh"), "batch"], env, tmp_path)
@@ -213,15 +214,3 @@ def test_spark_submit_sh_runs_the_batch_path_locally_and_describes_a_databricks_
     run = json.loads(described.stdout)
     assert run["tasks"][0]["spark_python_task"]["parameters"] == ["batch", "--glob", "*.user/*"]
     assert run["environment_vars"]["PINPIPE_LAKE"] == settings.lake
-
-
-def test_object_keys_round_trip():
-    key = object_key("demo.pin", 3, 42)
-    assert key == "topics/demo.pin/partition=3/demo.pin+3+0000000042.json"
-    assert parse_object_key(key) == ("demo.pin", 3, 42)
-    assert parse_object_key("topics/x/partition=0/readme.txt") is None
-
-
-def test_archive_location_parses_s3_uris():
-    filesystem, root = ArchiveLocation("s3://bucket/some/prefix", "http://127.0.0.1:9000", "a", "b").filesystem()
-    assert root == "bucket/some/prefix" and type(filesystem).__name__ == "S3FileSystem"

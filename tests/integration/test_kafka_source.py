@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streaming.kafka_source import KafkaOptions, KafkaRange, KafkaSourceOptionError, read_range
+from streaming.kafka_source import KafkaOptions, KafkaRange, read_range
 
 pytestmark = pytest.mark.integration
 
@@ -152,17 +152,6 @@ def test_a_replayed_range_reads_the_same_records(kafka_broker):
     second = [b.to_pylist() for b in read_range(task)]
     assert first == second
     assert [r["offset"] for b in first for r in b] == list(range(5, 15))
-
-
-@pytest.mark.parametrize("options, message", [
-    ({"subscribe": "t"}, "kafka.bootstrap.servers"),
-    ({"kafka.bootstrap.servers": "x"}, "exactly one of the options subscribe and subscribePattern"),
-    ({"kafka.bootstrap.servers": "x", "subscribe": "t", "maxOffsetsPerTrigger": "-3"}, "maxOffsetsPerTrigger"),
-    ({"kafka.bootstrap.servers": "x", "subscribe": "t", "startingOffsets": "soon"}, "startingOffsets"),
-])
-def test_bad_options_are_named(options, message):
-    with pytest.raises(KafkaSourceOptionError, match=message):
-        KafkaOptions.parse(options)
 
 
 def test_a_recreated_topic_is_data_loss_not_a_silent_stall(spark, tmp_path):

@@ -9,11 +9,10 @@ import pytest
 
 from emulator import kafka_target, kinesis_target
 from emulator.generator import Dirt, generate
-from streaming.job import run
-from tests.integration.helpers import (
-    delta_commits, expected_tables, fresh_settings, kill_when, misrouted, read_rows, run_to_the_end,
+from pinpipe.pipeline import run_stream as run
+from tests.helpers import (
+    assert_lake_matches, delta_commits, expected_tables, fresh_settings, kill_when, misrouted, read_rows, run_to_the_end,
 )
-from tests.integration.test_pipeline import assert_lake_matches
 
 pytestmark = pytest.mark.integration
 

@@ -4,37 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 from collections import defaultdict
 
-import boto3
 import pytest
 
-from streaming.kinesis_source import (
-    KinesisOptions, KinesisSourceOptionError, KinesisStreamReader, KinesisStreamNotFoundError,
-)
+from streaming.kinesis.options import KinesisOptions
+from streaming.kinesis.reader import READ_AHEAD_CHUNKS, KinesisStreamReader
+from streaming.kinesis.shard_reader import KinesisStreamNotFoundError
+from tests.helpers import kinesis_client_for, make_stream, put_records
 
 pytestmark = pytest.mark.integration
-
-
-def client_for(endpoint):
-    return boto3.client("kinesis", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id="local", aws_secret_access_key="local")
-
-
-def make_stream(client, shards=2) -> str:
-    name = f"s-{uuid.uuid4().hex[:10]}"
-    client.create_stream(StreamName=name, ShardCount=shards)
-    client.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
-    return name
-
-
-def put(client, stream, values, key=lambda i, v: f"k{i % 7}"):
-    for start in range(0, len(values), 500):
-        chunk = values[start:start + 500]
-        response = client.put_records(StreamName=stream, Records=[
-            {"PartitionKey": key(start + i, v), "Data": v.encode()} for i, v in enumerate(chunk)])
-        assert response["FailedRecordCount"] == 0
 
 
 def run_query(spark, endpoint, stream, checkpoint, **options):
@@ -52,9 +31,9 @@ def run_query(spark, endpoint, stream, checkpoint, **options):
 
 def one_shard_stream(endpoint, values) -> str:
     """A new one-shard stream holding ``values``, in order."""
-    client = client_for(endpoint)
+    client = kinesis_client_for(endpoint)
     stream = make_stream(client, shards=1)
-    put(client, stream, values)
+    put_records(client, stream, values)
     return stream
 
 
@@ -70,10 +49,10 @@ def values_of(batches):
 
 
 def test_reads_every_record_over_two_shards_exactly_once(spark, kinesis_endpoint, tmp_path):
-    client = client_for(kinesis_endpoint)
+    client = kinesis_client_for(kinesis_endpoint)
     stream = make_stream(client, shards=2)
     values = [f"v{i}" for i in range(600)]
-    put(client, stream, values)
+    put_records(client, stream, values)
     batches = run_query(spark, kinesis_endpoint, stream, tmp_path / "cp")
     rows = [r for batch in batches for r in batch]
     assert sorted(values_of(batches)) == sorted(values)
@@ -89,25 +68,25 @@ def test_reads_every_record_over_two_shards_exactly_once(spark, kinesis_endpoint
 
 
 def test_row_cap_and_restart_resume_exactly_after_the_last_record(spark, kinesis_endpoint, tmp_path):
-    client = client_for(kinesis_endpoint)
+    client = kinesis_client_for(kinesis_endpoint)
     stream = make_stream(client, shards=2)
-    put(client, stream, [f"a{i}" for i in range(300)])
+    put_records(client, stream, [f"a{i}" for i in range(300)])
     batches = run_query(spark, kinesis_endpoint, stream, tmp_path / "cp", maxRecordsPerTrigger="100")
     assert sorted(values_of(batches)) == sorted(f"a{i}" for i in range(300))
     assert max(len(b) for b in batches) <= 100 and len([b for b in batches if b]) >= 3
-    put(client, stream, [f"b{i}" for i in range(50)])
+    put_records(client, stream, [f"b{i}" for i in range(50)])
     assert sorted(values_of(run_query(spark, kinesis_endpoint, stream, tmp_path / "cp"))) == sorted(f"b{i}" for i in range(50))
     assert values_of(run_query(spark, kinesis_endpoint, stream, tmp_path / "cp")) == []
 
 
 def test_initial_positions(spark, kinesis_endpoint, tmp_path):
-    client = client_for(kinesis_endpoint)
+    client = kinesis_client_for(kinesis_endpoint)
     stream = make_stream(client, shards=2)
-    put(client, stream, ["old0", "old1"])
+    put_records(client, stream, ["old0", "old1"])
     time.sleep(1.1)
     boundary = dt.datetime.now(dt.timezone.utc)
     time.sleep(1.1)
-    put(client, stream, ["mid0", "mid1"])
+    put_records(client, stream, ["mid0", "mid1"])
 
     assert sorted(values_of(run_query(spark, kinesis_endpoint, stream, tmp_path / "th"))) == ["mid0", "mid1", "old0", "old1"]
     at = run_query(spark, kinesis_endpoint, stream, tmp_path / "at", initialPosition="at_timestamp",
@@ -115,7 +94,7 @@ def test_initial_positions(spark, kinesis_endpoint, tmp_path):
     assert sorted(values_of(at)) == ["mid0", "mid1"]
     assert values_of(run_query(spark, kinesis_endpoint, stream, tmp_path / "latest", initialPosition="latest")) == []
     time.sleep(1.1)
-    put(client, stream, ["new0"])
+    put_records(client, stream, ["new0"])
     # the same `latest` checkpoint now reads what arrived after it started, and only that
     assert values_of(run_query(spark, kinesis_endpoint, stream, tmp_path / "latest", initialPosition="latest")) == ["new0"]
 
@@ -123,14 +102,14 @@ def test_initial_positions(spark, kinesis_endpoint, tmp_path):
 def test_kpl_aggregated_records_land_one_by_one_even_when_a_cap_splits_an_aggregate(spark, kinesis_endpoint, tmp_path):
     from aws_kinesis_agg.aggregator import RecordAggregator
 
-    client = client_for(kinesis_endpoint)
+    client = kinesis_client_for(kinesis_endpoint)
     stream = make_stream(client, shards=1)
     aggregator = RecordAggregator()
     for i in range(40):
         assert aggregator.add_user_record(f"k{i}", f"u{i}".encode()) is None
     key, hash_key, data = aggregator.clear_and_get().get_contents()
     client.put_record(StreamName=stream, PartitionKey=key, Data=data, **({"ExplicitHashKey": hash_key} if hash_key else {}))
-    put(client, stream, ["plain"])
+    put_records(client, stream, ["plain"])
     batches = run_query(spark, kinesis_endpoint, stream, tmp_path / "cp", maxRecordsPerTrigger="15")
     rows = [r for batch in batches for r in batch]
     assert [r["data"].decode() for r in rows] == [f"u{i}" for i in range(40)] + ["plain"]
@@ -162,8 +141,6 @@ def test_a_replayed_batch_rereads_exactly_its_range(kinesis_endpoint):
 def test_read_ahead_keeps_reading_within_its_bound_and_hands_over_every_record(kinesis_endpoint):
     from pyspark.sql.streaming.datasource import ReadMaxRows
 
-    from streaming.kinesis_source import READ_AHEAD_CHUNKS
-
     stream = one_shard_stream(kinesis_endpoint, [f"c{i}" for i in range(100)])
     options = capped_options(kinesis_endpoint, stream, cap=10)
     reader = KinesisStreamReader(options)
@@ -172,10 +149,10 @@ def test_read_ahead_keeps_reading_within_its_bound_and_hands_over_every_record(k
         offsets.append(reader.latestOffset(offsets[0], ReadMaxRows(10)))
         key = (stream, next(iter(offsets[1][stream])))
         deadline = time.monotonic() + 30
-        while len(reader._ahead.get(key, [])) < READ_AHEAD_CHUNKS and time.monotonic() < deadline:
+        while len(reader.read_ahead.pending(*key)) < READ_AHEAD_CHUNKS and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)  # a chain that ignored its bound would have grown by now
-        chain = reader._ahead[key]
+        chain = reader.read_ahead.pending(*key)
         assert len(chain) == READ_AHEAD_CHUNKS  # read ahead, without Spark asking, and no further
         # chunk by chunk: each starts where the one before ended
         assert chain[0][0] == offsets[1][stream][key[1]]
@@ -189,16 +166,6 @@ def test_read_ahead_keeps_reading_within_its_bound_and_hands_over_every_record(k
         reader.stop()
 
 
-def test_arrival_times_keep_their_milliseconds():
-    from streaming.kinesis_source import epoch_seconds, to_arrow
-
-    arrival = epoch_seconds(1_700_000_000.123)
-    batch = to_arrow([("k", b"v", "s", "shardId-0", "1", -1, arrival)])
-    assert batch.column("approximateArrivalTimestamp")[0].as_py() == dt.datetime(
-        2023, 11, 14, 22, 13, 20, 123000, tzinfo=dt.timezone.utc)
-    assert epoch_seconds("2023-11-14T22:13:20.123Z") == 1_700_000_000.123
-
-
 def test_a_missing_stream_is_named(kinesis_endpoint):
     options = KinesisOptions.parse({"streamName": "no-such-stream", "endpointUrl": kinesis_endpoint,
                                     "awsAccessKey": "x", "awsSecretKey": "x"})
@@ -206,21 +173,9 @@ def test_a_missing_stream_is_named(kinesis_endpoint):
         KinesisStreamReader(options).initialOffset()
 
 
-@pytest.mark.parametrize("options, message", [
-    ({}, "streamName"),
-    ({"streamName": "s", "initialPosition": "middle"}, "initialPosition"),
-    ({"streamName": "s", "initialPosition": "at_timestamp"}, "initialTimestamp"),
-    ({"streamName": "s", "maxRecordsPerFetch": "20000"}, "at most 10000"),
-    ({"streamName": "s", "shardFetchInterval": "soon"}, "shardFetchInterval"),
-])
-def test_bad_options_are_named(options, message):
-    with pytest.raises(KinesisSourceOptionError, match=message):
-        KinesisOptions.parse(options)
-
-
 def test_resharding_mid_run_loses_nothing_and_keeps_per_key_order(spark, kinesis_mock_endpoint, tmp_path):
     """Split and merge between runs of one query (kinesis-mock reshards like AWS)."""
-    client = client_for(kinesis_mock_endpoint)
+    client = kinesis_client_for(kinesis_mock_endpoint)
     stream = make_stream(client, shards=2)
     produced = defaultdict(list)
     counter = iter(range(10_000))
@@ -265,7 +220,7 @@ def test_resharding_mid_run_loses_nothing_and_keeps_per_key_order(spark, kinesis
 
 def test_resharding_within_one_run(spark, kinesis_mock_endpoint, tmp_path):
     """Records on both sides of a split, read in one availableNow run: parents drain before children."""
-    client = client_for(kinesis_mock_endpoint)
+    client = kinesis_client_for(kinesis_mock_endpoint)
     stream = make_stream(client, shards=1)
     for i in range(30):
         client.put_record(StreamName=stream, PartitionKey="same", Data=f"p{i}".encode())

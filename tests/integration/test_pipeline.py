@@ -13,9 +13,9 @@ from confluent_kafka import Producer
 
 from emulator.generator import Dirt, generate
 from emulator.kafka_target import produce
-from streaming.job import run
-from tests.integration.helpers import (
-    delta_commits, expected_tables, fresh_settings, kill_when, misrouted, read_rows, run_to_the_end,
+from pinpipe.pipeline import run_stream as run
+from tests.helpers import (
+    assert_lake_matches, delta_commits, expected_tables, fresh_settings, kill_when, read_rows, run_to_the_end,
 )
 
 pytestmark = pytest.mark.integration
@@ -40,21 +40,6 @@ def table_versions(settings) -> dict[str, int]:
     from deltalake import DeltaTable
 
     return {t: DeltaTable(settings.table_path(t)).version() for t in ("pin", "geo", "user", "quarantine")}
-
-
-def assert_lake_matches(settings, messages, extra_bad: int) -> None:
-    expected = expected_tables(messages)
-    for kind in ("pin", "geo", "user"):
-        rows = read_rows(settings, kind)
-        inds = [r["ind"] for r in rows]
-        assert len(inds) == len(set(inds)), f"{kind}: duplicate ind"
-        assert set(inds) == set(expected[kind]), f"{kind}: wrong set of inds"
-        for row in rows:
-            for column, value in expected[kind][row["ind"]].items():
-                assert row[column] == value, (kind, row["ind"], column)
-    quarantine = read_rows(settings, "quarantine")
-    assert len(quarantine) == len(misrouted(messages)) + extra_bad
-    assert all(q["reason"] and q["payload"] and q["source_position"] is not None for q in quarantine)
 
 
 def test_posts_land_once_cleaned_and_bad_records_are_quarantined(spark, kafka_broker, tmp_path):

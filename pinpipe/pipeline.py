@@ -1,0 +1,110 @@
+"""The composition root: which queries a deployment runs, built from the one settings object.
+
+Everything below the shell takes explicit options; this module is where the settings become source
+options, sinks, checkpoints and triggers:
+
+- ``pinpipe stream``: one table query per source system (``kafka``, ``kinesis``), each with its
+  checkpoint ``<lake>/_checkpoints/<source>``, all feeding the same tables; ``--archive`` adds a
+  query copying every Kafka record to the raw archive;
+- ``pinpipe batch``: the same cleaning and sink over the raw archive (:mod:`batch.run`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from batch.archive import ArchiveLocation, archive_writer
+from batch.run import Backfill
+from batch.run import run_batch as run_archive_batch
+from pinpipe.settings import Settings
+from streaming.delta_sink import TableSink, make_sink
+from streaming.envelopes import kafka_envelope, kinesis_envelope
+from streaming.job import Trigger, await_queries, start_query, start_table_query
+from streaming.options import set_options
+
+SOURCES = ("kafka", "kinesis")
+
+
+def kafka_options(settings: Settings) -> dict[str, str | None]:
+    return {
+        "subscribe": ",".join(settings.topics), "startingOffsets": settings.starting_offsets,
+        "maxOffsetsPerTrigger": settings.max_offsets_per_trigger,
+        **{f"kafka.{key}": value for key, value in settings.kafka_config().items()},
+    }
+
+
+def kinesis_options(settings: Settings) -> dict[str, str | None]:
+    kinesis = settings.kinesis
+    return {
+        "streamName": ",".join(settings.stream_names), "region": kinesis.region,
+        "endpointUrl": kinesis.endpoint_url, "initialPosition": kinesis.initial_position,
+        "maxRecordsPerFetch": kinesis.max_records_per_fetch, "shardFetchInterval": kinesis.shard_fetch_interval,
+        "awsAccessKey": kinesis.access_key, "awsSecretKey": kinesis.secret_key, "roleArn": kinesis.role_arn,
+        "maxRecordsPerTrigger": settings.max_offsets_per_trigger,
+    }
+
+
+def archive_location(settings: Settings) -> ArchiveLocation:
+    s3 = settings.s3
+    return ArchiveLocation(settings.archive_uri, s3.endpoint_url, s3.access_key, s3.secret_key, s3.region)
+
+
+def archive_options(settings: Settings) -> dict[str, str | None]:
+    location = archive_location(settings)
+    return {"path": location.uri, "endpointUrl": location.s3_endpoint_url, "awsAccessKey": location.access_key,
+            "awsSecretKey": location.secret_key, "region": location.region,
+            "maxFilesPerTrigger": settings.max_files_per_trigger}
+
+
+def read_source(spark: SparkSession, source: str, options: dict[str, object | None]) -> DataFrame:
+    """A streaming DataFrame of one of the project's data sources, with the options that are set."""
+    return spark.readStream.format(f"pinpipe-{source}").options(**set_options(options)).load()
+
+
+ENVELOPES: dict[str, tuple[Callable[[Settings], dict], Callable[[DataFrame], DataFrame]]] = {
+    "kafka": (kafka_options, kafka_envelope),
+    "kinesis": (kinesis_options, kinesis_envelope),
+}
+
+
+def sink_factory(spark: SparkSession, settings: Settings) -> Callable[[str], TableSink]:
+    return lambda query_name: make_sink(spark, settings.lake, query_name, settings.sink,
+                                        settings.delta_storage_options())
+
+
+def trigger(settings: Settings, available_now: bool) -> Trigger:
+    return Trigger(available_now=available_now, interval=settings.trigger_interval)
+
+
+def start_source_query(spark: SparkSession, settings: Settings, source: str, available_now: bool) -> StreamingQuery:
+    """The table query of one source system: its records -> cleaning -> the Delta tables."""
+    options, envelope = ENVELOPES[source]
+    return start_table_query(envelope(read_source(spark, source, options(settings))), source,
+                             settings.checkpoint_path(source), sink_factory(spark, settings)(source),
+                             trigger(settings, available_now))
+
+
+def start_archive_query(spark: SparkSession, settings: Settings, available_now: bool) -> StreamingQuery:
+    """Kafka -> the raw archive, with its own checkpoint."""
+    write = archive_writer(archive_location(settings), settings.archive_max_records, settings.archive_max_bytes)
+    return start_query(read_source(spark, "kafka", kafka_options(settings)), "archive",
+                       settings.checkpoint_path("archive"), write, trigger(settings, available_now))
+
+
+def run_stream(spark: SparkSession, settings: Settings, sources: Iterable[str] = SOURCES,
+               available_now: bool = False, handle_signals: bool = False, archive: bool = False) -> None:
+    """Run the source queries (and the archive query) until they end or until stopped."""
+    queries = [start_source_query(spark, settings, source, available_now) for source in sources]
+    if archive:
+        queries.append(start_archive_query(spark, settings, available_now))
+    await_queries(queries, handle_signals)
+
+
+def run_batch(spark: SparkSession, settings: Settings, modified_after: str | None = None,
+              modified_before: str | None = None, path_glob: str | None = None) -> None:
+    """The batch path over the archive (a backfill when a date range or a glob is given)."""
+    run_archive_batch(spark, archive_options(settings), settings.checkpoint_path("batch"),
+                      sink_factory(spark, settings), Backfill(modified_after, modified_before, path_glob))
