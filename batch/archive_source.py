@@ -29,10 +29,13 @@ from batch.archive import ArchiveLocation, parse_object_key
 from schemas.errors import OptionError
 from streaming.options import positive_int, required
 
-SCHEMA = "value string, topic string, partition int, objectKey string, lineNumber long, modificationTime timestamp"
+# `value` is the line's bytes, exactly (the cleaning decides what is text); `offset` is the record's
+# Kafka offset (the object's start offset + line - 1), which orders records of one partition.
+SCHEMA = ("value binary, topic string, partition int, offset long, objectKey string, lineNumber long, "
+          "modificationTime timestamp")
 ARROW_SCHEMA = pa.schema([
-    ("value", pa.string()), ("topic", pa.string()), ("partition", pa.int32()), ("objectKey", pa.string()),
-    ("lineNumber", pa.int64()), ("modificationTime", pa.timestamp("us", tz="UTC")),
+    ("value", pa.binary()), ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
+    ("objectKey", pa.string()), ("lineNumber", pa.int64()), ("modificationTime", pa.timestamp("us", tz="UTC")),
 ])
 LINES_PER_BATCH = 10_000
 
@@ -178,9 +181,10 @@ class ArchiveStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             chunk = lines[first:first + LINES_PER_BATCH]
             n = len(chunk)
             yield pa.RecordBatch.from_arrays([
-                pa.array([line.decode("utf-8", errors="replace") for line in chunk], pa.string()),
+                pa.array(chunk, pa.binary()),
                 pa.array([obj.topic] * n, pa.string()),
                 pa.array([obj.partition] * n, pa.int32()),
+                pa.array(range(obj.start_offset + first, obj.start_offset + first + n), pa.int64()),
                 pa.array([obj.key] * n, pa.string()),
                 pa.array(range(first + 1, first + n + 1), pa.int64()),
                 pa.array([obj.modified] * n, pa.timestamp("us", tz="UTC")),

@@ -28,11 +28,15 @@ from schemas.contracts import (
     QUARANTINE_COLUMNS,
     RAW_FIELDS,
     RAW_TIMESTAMP_FORMAT,
+    RESCUED_COLUMN,
     SAVE_LOCATION_PREFIX,
     SIGNATURE_FIELDS,
+    SOURCE_RANK,
+    table_columns,
 )
 
-METADATA_NAMES = [name for name, _ in METADATA_COLUMNS]
+# The metadata an envelope brings (`_order_key` and `_ingested_at` are made here).
+METADATA_NAMES = [name for name, _ in METADATA_COLUMNS if name not in ("_order_key", "_ingested_at")]
 _FOLLOWER_COUNT = r"^(\d+(?:\.\d+)?)\s*([kKmM]?)$"
 
 
@@ -86,12 +90,21 @@ def utc_timestamp(text: Column) -> Column:
 
 
 def with_derived_fields(envelope: DataFrame) -> DataFrame:
-    """Envelope -> envelope + ``_is_object``, ``_raw_*``, ``_typed_*`` and the shared derived values."""
-    parsed = envelope.withColumn("_fields", parse_fields(F.col("value")))
+    """Envelope -> envelope + ``_is_object``, ``_keys``, ``_raw_*``, ``_typed_*`` and the shared derived values."""
+    # Spark strings are bytes: a record that is not UTF-8 is kept exactly (as binary) and never
+    # parsed, so no table ever gets a string Parquet readers cannot decode.
+    valid = F.is_valid_utf8(F.col("value"))
+    text = F.when(valid, F.col("value"))
+    parsed = envelope.select(
+        "*", F.coalesce(valid, F.lit(False)).alias("_valid_utf8"),
+        parse_fields(text).alias("_fields"),
+        # The record's top-level field names (null unless it is a JSON object): unknown and duplicate fields.
+        F.json_object_keys(text).alias("_keys"),
+    )
     fields = F.col("_fields")
     with_raw = parsed.select(
-        *[F.col(c) for c in envelope.columns],
-        (fields.isNotNull() & fields.getField(CORRUPT).isNull()).alias("_is_object"),
+        *[F.col(c) for c in envelope.columns], "_valid_utf8", "_keys",
+        (F.col("_keys").isNotNull() & fields.isNotNull() & fields.getField(CORRUPT).isNull()).alias("_is_object"),
         *[fields.getField(name).alias(f"_raw_{name}") for name in RAW_NAMES],
     )
     fc_text = F.trim(_empty_to_null(raw("follower_count"), PLACEHOLDERS["follower_count"]))
@@ -151,8 +164,51 @@ def _all_present(names) -> Column:
     return reduce(lambda a, b: a & b, [raw(n).isNotNull() for n in names])
 
 
+def record_problem() -> Column:
+    """What makes a record unreadable whatever its kind (null when it is a JSON object of unique fields)."""
+    keys = F.col("_keys")
+    # A field named twice: which value is meant is not ours to guess (Spark's parser keeps the last).
+    duplicate = F.array_distinct(F.filter(
+        F.transform(keys, lambda k, i: F.when(F.array_position(keys, k) != i + 1, k)), lambda k: k.isNotNull()))
+    return (
+        F.when(F.col("value").isNull(), F.lit("empty record: the value is null"))
+        .when(~F.col("_valid_utf8"), F.lit("invalid UTF-8: the payload is not UTF-8 text (kept in payload_bytes)"))
+        .when(F.trim(F.col("value")) == "", F.lit("empty record: the value is empty"))
+        .when(~F.col("_is_object"), F.lit("malformed JSON: payload is not a JSON object"))
+        .when(F.size(duplicate) > 0,
+              F.concat(F.lit("duplicate field: "), F.concat_ws(", ", F.transform(duplicate, lambda k: F.concat(
+                  F.lit("'"), k, F.lit("'"))))))
+    )
+
+
+def rescued_fields(kind: str) -> Column:
+    """The record's fields the kind's contract does not know, as a JSON object; null when there are none."""
+    unknown = F.array_except(F.col("_keys"), F.array(*[F.lit(name) for name in RAW_FIELDS[kind]]))
+    # Parsed again only when there is something to keep (rare): values keep their JSON shape (variant).
+    everything = F.from_json(F.col("value"), "map<string,variant>")
+    return F.when(F.size(unknown) > 0,
+                  F.to_json(F.map_filter(everything, lambda name, _value: F.array_contains(unknown, name))))
+
+
+def order_key(position: Column) -> Column:
+    """`_order_key`: (event time, source rank, partition, position) as one string that sorts the same way.
+
+    Event time as microseconds since 1970 shifted positive (null: all zeros, the oldest), the source's
+    rank, the partition and the numeric position left-padded; a position is `sequence[:sub-sequence]`.
+    """
+    micros = F.unix_micros(F.col("_event_time")) + F.lit(10**17)
+    time_part = F.coalesce(F.lpad(micros.cast("string"), 20, "0"), F.lit("0" * 20))
+    rank = F.coalesce(*[F.when(F.col("_source_system") == name, F.lit(str(r))) for name, r in SOURCE_RANK.items()],
+                      F.lit("9"))
+    parts = F.split(F.coalesce(position, F.lit("")), ":")
+    sequence = F.lpad(parts.getItem(0), 60, "0")
+    sub = F.lpad(F.coalesce(F.get(parts, 1), F.lit("0")), 10, "0")
+    return F.concat_ws("|", time_part, rank, F.lpad(F.coalesce(F.col("_source_partition"), F.lit("")), 64, "0"),
+                       sequence, sub)
+
+
 def rejection_reason(kind: str) -> Column:
-    """Null for a clean record, else every broken rule, '; '-separated."""
+    """Null for a clean record of ``kind``, else every broken rule, '; '-separated."""
     own_signature = reduce(lambda a, b: a | b, [raw(n).isNotNull() for n in SIGNATURE_FIELDS[kind]])
     wrong_kind = F.coalesce(*[
         F.when(_all_present(SIGNATURE_FIELDS[other]) & ~own_signature,
@@ -177,16 +233,14 @@ def rejection_reason(kind: str) -> Column:
             checks.append(F.when(F.col(f"_{name}_text").isNotNull() & F.col(f"_{name}").isNull(),
                                  F.concat(F.lit(f"unparseable {name} (want {RAW_TIMESTAMP_FORMAT}): "), raw(name))))
     field_problems = F.nullif(F.concat_ws("; ", *checks), F.lit(""))
-    return (
-        F.when(~F.col("_is_object"), F.lit("malformed JSON: payload is not a JSON object"))
-        .otherwise(F.coalesce(wrong_kind, field_problems))
-    )
+    return F.coalesce(record_problem(), wrong_kind, field_problems)
 
 
 def classify(envelope: DataFrame, kind: str) -> DataFrame:
     """Records of one kind -> cleaned columns, metadata, ``_payload`` and ``_reason`` (null if clean)."""
     return with_derived_fields(envelope).select(
         *cleaned_columns(kind),
+        rescued_fields(kind).alias(RESCUED_COLUMN[0]),
         *[F.col(name) for name in METADATA_NAMES if name in envelope.columns],
         F.col("value").alias("_payload"),
         rejection_reason(kind).alias("_reason"),
@@ -206,8 +260,7 @@ def quarantined(envelope: DataFrame, kind: str) -> DataFrame:
 
 def table_struct_type(table: str) -> str:
     """The DDL of a table's struct column in :func:`route` (every field nullable)."""
-    columns = QUARANTINE_COLUMNS if table == "quarantine" else CLEAN_COLUMNS[table] + METADATA_COLUMNS
-    return "struct<" + ",".join(f"`{name}`:{type_}" for name, type_ in columns) + ">"
+    return "struct<" + ",".join(f"`{name}`:{type_}" for name, type_ in table_columns(table)) + ">"
 
 
 def route(envelope: DataFrame) -> DataFrame:
@@ -217,21 +270,25 @@ def route(envelope: DataFrame) -> DataFrame:
     feeds all four tables.
     """
     kind = F.col("_kind")
-    reason = F.lit("unknown kind: the source carries no pin, geo or user records")
+    reason = F.coalesce(record_problem(), F.lit("unknown kind: the source carries no pin, geo or user records"))
     for k in KINDS:
         reason = F.when(kind == k, rejection_reason(k)).otherwise(reason)
+    # An envelope may give an ordering position of its own (the archive: the record's Kafka offset).
+    position = F.col("_order_position") if "_order_position" in envelope.columns else F.col("_source_position")
     prepared = with_derived_fields(envelope).select(
-        "*", F.current_timestamp().alias("_ingested_at"), reason.alias("_reason")
+        "*", F.current_timestamp().alias("_ingested_at"), reason.alias("_reason"), order_key(position).alias("_order_key")
     )
-    metadata = [F.col(name) for name in METADATA_NAMES]
+    metadata = [F.col(name) for name, _ in METADATA_COLUMNS]
     quarantine = {
         "expected_kind": kind, "source_system": F.col("_source_system"), "source_name": F.col("_source_name"),
         "source_partition": F.col("_source_partition"), "source_position": F.col("_source_position"),
-        "payload": F.col("value"), "reason": F.col("_reason"), "event_time": F.col("_event_time"),
-        "ingested_at": F.col("_ingested_at"),
+        "payload": F.make_valid_utf8(F.col("value")), "payload_bytes": F.col("value").cast("binary"),
+        "reason": F.col("_reason"), "event_time": F.col("_event_time"), "ingested_at": F.col("_ingested_at"),
     }
     structs = {
-        k: F.when((kind == k) & F.col("_reason").isNull(), F.struct(*cleaned_columns(k), *metadata)) for k in KINDS
+        k: F.when((kind == k) & F.col("_reason").isNull(),
+                  F.struct(*cleaned_columns(k), rescued_fields(k).alias(RESCUED_COLUMN[0]), *metadata))
+        for k in KINDS
     }
     structs["quarantine"] = F.when(
         F.col("_reason").isNotNull(), F.struct(*[quarantine[name].alias(name) for name, _ in QUARANTINE_COLUMNS])

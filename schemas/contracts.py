@@ -57,15 +57,27 @@ CLEAN_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "user": [("ind", "int"), ("user_name", "string"), ("age", "int"), ("date_joined", "timestamp")],
 }
 
+# Fields of a raw record that its kind's contract does not know, kept as a JSON object (as Auto
+# Loader's `_rescued_data`); null when there were none. Every kind table carries it after its columns.
+RESCUED_COLUMN = ("_rescued_data", "string")
+
 # Where a record came from and when, carried into every table so any row can be traced back.
 METADATA_COLUMNS: list[tuple[str, str]] = [
     ("_source_system", "string"),     # kafka | kinesis | archive
     ("_source_name", "string"),       # topic | stream | object key
-    ("_source_partition", "string"),  # partition | shard id | -
-    ("_source_position", "string"),   # offset | sequence number | line number
+    ("_source_partition", "string"),  # partition | shard id | partition of the archived topic
+    ("_source_position", "string"),   # offset | sequence number[:sub-sequence] | line number
     ("_event_time", "timestamp"),     # broker/stream timestamp of the record
+    ("_order_key", "string"),         # the total order "newest record wins" uses (see ORDER below)
     ("_ingested_at", "timestamp"),    # when this pipeline processed it
 ]
+
+# The total order of records, the same in every sink (delta-rs and delta-spark): a record is newer
+# than another when its (event time, source rank, partition, position) is greater. A null event
+# time is the oldest; ties in time go to the source of higher rank; positions compare as numbers
+# (Kafka offset; Kinesis sequence number, then sub-sequence number; an archived record's Kafka
+# offset). `_order_key` spells this tuple as one string that sorts the same way.
+SOURCE_RANK = {"archive": 0, "kafka": 1, "kinesis": 2}
 
 QUARANTINE_COLUMNS: list[tuple[str, str]] = [
     ("expected_kind", "string"),
@@ -73,7 +85,8 @@ QUARANTINE_COLUMNS: list[tuple[str, str]] = [
     ("source_name", "string"),
     ("source_partition", "string"),
     ("source_position", "string"),
-    ("payload", "string"),
+    ("payload", "string"),        # the record as text (invalid UTF-8 replaced by U+FFFD)
+    ("payload_bytes", "binary"),  # the record's bytes, exactly
     ("reason", "string"),
     ("event_time", "timestamp"),
     ("ingested_at", "timestamp"),
@@ -93,6 +106,13 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
 
 SAVE_LOCATION_PREFIX = "Local save in "
 RAW_TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"  # UTC in the raw strings
+
+
+def table_columns(table: str) -> list[tuple[str, str]]:
+    """Every column of a table, in order: a kind's cleaned columns, rescued fields, metadata; or quarantine's."""
+    if table == "quarantine":
+        return QUARANTINE_COLUMNS
+    return CLEAN_COLUMNS[table] + [RESCUED_COLUMN] + METADATA_COLUMNS
 
 
 def ddl(columns: list[tuple[str, str]]) -> str:

@@ -38,9 +38,9 @@ from schemas.contracts import KINDS, TABLES
 log = logging.getLogger(__name__)
 
 KEY = "ind"
-# Newest record wins: event time first, then the record's position within its source.
-LATEST_ORDER = ("_event_time", "_source_partition", "_source_position")
-UPDATE_IF_NEWER = "t._event_time IS NULL OR s._event_time >= t._event_time"
+# Newest record wins, by the one total order of schemas.contracts (`_order_key`), in both sinks.
+# A target row without an order key was written before the key existed: anything replaces it.
+UPDATE_IF_NEWER = "t._order_key IS NULL OR s._order_key > t._order_key"
 QUARANTINE_KEY = " AND ".join(f"t.{c} = s.{c}" for c in ("source_system", "source_name", "source_partition",
                                                         "source_position"))
 
@@ -82,15 +82,10 @@ def table_rows(routed: pa.Table, table: str) -> pa.Table:
 
 
 def latest_per_key(rows: pa.Table, key: str = KEY) -> pa.Table:
-    """One row per key: the newest by event time, then source position (numeric-aware)."""
+    """One row per key: the newest by ``_order_key`` (the total order of schemas.contracts)."""
     if rows.num_rows <= 1:
         return rows
-    position_length = pc.utf8_length(rows.column("_source_position"))
-    ordered = rows.append_column("__position_length", position_length)
-    indices = pc.sort_indices(ordered, sort_keys=[
-        (key, "ascending"), ("_event_time", "ascending"), ("_source_partition", "ascending"),
-        ("__position_length", "ascending"), ("_source_position", "ascending"),
-    ])
+    indices = pc.sort_indices(rows, sort_keys=[(key, "ascending"), ("_order_key", "ascending")])
     ordered = rows.take(indices)
     keys = ordered.column(key).combine_chunks()
     is_last = pc.not_equal(keys.slice(0, len(keys) - 1), keys.slice(1))
@@ -216,10 +211,7 @@ class DeltaSparkSink(_AppIdMixin):
 
     @staticmethod
     def _latest_per_key(rows: DataFrame) -> DataFrame:
-        newest_first = Window.partitionBy(KEY).orderBy(
-            *[F.col(c).desc() for c in ("_event_time", "_source_partition")],
-            F.length("_source_position").desc(), F.col("_source_position").desc(),
-        )
+        newest_first = Window.partitionBy(KEY).orderBy(F.col("_order_key").desc())
         return rows.withColumn("__rank", F.row_number().over(newest_first)).where("__rank = 1").drop("__rank")
 
 

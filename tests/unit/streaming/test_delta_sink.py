@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
@@ -50,18 +49,12 @@ def test_a_new_checkpoint_gets_a_new_app_id(tmp_path):
     assert first.app_id != second.app_id  # batch 0 of a new checkpoint is not mistaken for an old one
 
 
-def test_latest_per_key_keeps_the_newest_record():
-    rows = pa.table({
-        "ind": [1, 1, 2, 1],
-        "_event_time": pa.array([T, T, T, T + dt.timedelta(seconds=-1)], pa.timestamp("us", tz="UTC")),
-        "_source_partition": ["0", "0", "0", "0"],
-        "_source_position": ["9", "10", "1", "99"],  # numeric order: 10 is after 9
-        "v": ["nine", "ten", "two", "older"],
-    })
-    assert sorted(latest_per_key(rows).to_pylist(), key=lambda r: r["ind"]) == [
-        {"ind": 1, "_event_time": T, "_source_partition": "0", "_source_position": "10", "v": "ten"},
-        {"ind": 2, "_event_time": T, "_source_partition": "0", "_source_position": "1", "v": "two"},
-    ]
+def test_latest_per_key_keeps_the_newest_record(spark):
+    rows = table_rows(routed_batch(spark, [
+        user(1, "nine", 9), user(1, "ten", 10),  # numeric order: 10 is after 9
+        user(2, "two", 1), user(1, "older", 99, T - dt.timedelta(seconds=1)),
+    ]), "user")
+    assert sorted((r["ind"], r["user_name"]) for r in latest_per_key(rows).to_pylist()) == [(1, "ten X"), (2, "two X")]
 
 
 def test_an_older_record_does_not_overwrite_a_newer_one(spark, tmp_path):

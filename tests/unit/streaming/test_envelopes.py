@@ -34,8 +34,10 @@ def test_kinesis_rows_and_kpl_positions(spark):
 
 def test_archive_rows(spark):
     raw = spark.createDataFrame(
-        [('{"ind": 1}', "demo.user", 2, "topics/demo.user/partition=2/demo.user+2+0000000000.json", 3, T)],
-        "value string, topic string, partition int, objectKey string, lineNumber long, modificationTime timestamp")
+        [(b'{"ind": 1}', "demo.user", 2, 42, "topics/demo.user/partition=2/demo.user+2+0000000040.json", 3, T)],
+        "value binary, topic string, partition int, offset long, objectKey string, lineNumber long, "
+        "modificationTime timestamp")
     (row,) = [r.asDict() for r in archive_envelope(raw).collect()]
-    assert row["_kind"] == "user" and row["_source_system"] == "archive"
+    assert row["_kind"] == "user" and row["_source_system"] == "archive" and row["value"] == '{"ind": 1}'
     assert row["_source_name"].endswith(".json") and row["_source_position"] == "3" and row["_event_time"] == T
+    assert row["_order_position"] == "42"  # ordered by the Kafka offset, not by the line
