@@ -22,6 +22,7 @@ from batch.run import run_batch as run_archive_batch
 from pinpipe.settings import Settings
 from streaming.delta_sink import TableSink, make_sink
 from streaming.envelopes import kafka_envelope, kinesis_envelope
+from streaming.initial_offsets import OPTION as INITIAL_OFFSETS, initial_offsets_path
 from streaming.job import Trigger, await_queries, start_query, start_table_query
 from streaming.options import set_options
 
@@ -82,16 +83,19 @@ def trigger(settings: Settings, available_now: bool) -> Trigger:
 def start_source_query(spark: SparkSession, settings: Settings, source: str, available_now: bool) -> StreamingQuery:
     """The table query of one source system: its records -> cleaning -> the Delta tables."""
     options, envelope = ENVELOPES[source]
-    return start_table_query(envelope(read_source(spark, source, options(settings))), source,
-                             settings.checkpoint_path(source), sink_factory(spark, settings)(source),
-                             trigger(settings, available_now))
+    checkpoint = settings.checkpoint_path(source)
+    pinned = {INITIAL_OFFSETS: initial_offsets_path(checkpoint, source)}
+    return start_table_query(envelope(read_source(spark, source, {**options(settings), **pinned})), source,
+                             checkpoint, sink_factory(spark, settings)(source), trigger(settings, available_now))
 
 
 def start_archive_query(spark: SparkSession, settings: Settings, available_now: bool) -> StreamingQuery:
     """Kafka -> the raw archive, with its own checkpoint."""
     write = archive_writer(archive_location(settings), settings.archive_max_records, settings.archive_max_bytes)
-    return start_query(read_source(spark, "kafka", kafka_options(settings)), "archive",
-                       settings.checkpoint_path("archive"), write, trigger(settings, available_now))
+    checkpoint = settings.checkpoint_path("archive")
+    options = {**kafka_options(settings), INITIAL_OFFSETS: initial_offsets_path(checkpoint, "kafka")}
+    return start_query(read_source(spark, "kafka", options), "archive", checkpoint, write,
+                       trigger(settings, available_now))
 
 
 def run_stream(spark: SparkSession, settings: Settings, sources: Iterable[str] = SOURCES,

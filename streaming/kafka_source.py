@@ -28,6 +28,7 @@ from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMa
 from pyspark.sql.types import StructType
 
 from schemas.errors import DataLossError, OptionError
+from streaming import initial_offsets
 from streaming.options import flag, positive_int
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class KafkaOptions:
     fail_on_data_loss: bool
     include_headers: bool
     poll_timeout_s: float
+    initial_offsets_path: str | None = None
 
     @classmethod
     def parse(cls, options) -> "KafkaOptions":
@@ -97,6 +99,7 @@ class KafkaOptions:
             fail_on_data_loss=flag(options, "failOnDataLoss", True),
             include_headers=flag(options, "includeHeaders", False),
             poll_timeout_s=positive_int(options, "pollTimeoutMs", 120_000) / 1000,
+            initial_offsets_path=get(initial_offsets.OPTION) or None,
         )
 
 
@@ -171,6 +174,10 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     # -- offsets ----------------------------------------------------------------------------
     def initialOffset(self) -> Offsets:
+        # Resolved once and kept in the checkpoint: a restart before batch 0 committed replays the same range.
+        return initial_offsets.pinned(self.options.initial_offsets_path, self._resolve_starting_offsets)
+
+    def _resolve_starting_offsets(self) -> Offsets:
         starting = self.options.starting_offsets
         if starting in ("earliest", "latest"):
             return self._current(EARLIEST if starting == "earliest" else LATEST)
@@ -288,8 +295,9 @@ def read_range(task: KafkaRange) -> Iterator[pa.RecordBatch]:
     schema = pa.schema(fields)
     columns: list[list] = [[] for _ in fields]
     try:
-        consumer.assign([TopicPartition(task.topic, task.partition, task.start)])
-        next_offset = task.start
+        next_offset = _check_range(consumer, task)
+        if next_offset < task.end:
+            consumer.assign([TopicPartition(task.topic, task.partition, next_offset)])
         idle_since = time.monotonic()
         while next_offset < task.end:
             messages = consumer.consume(num_messages=min(10_000, task.end - next_offset), timeout=1.0)
@@ -305,10 +313,11 @@ def read_range(task: KafkaRange) -> Iterator[pa.RecordBatch]:
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
-                        # Offsets below `end` with no record (transaction markers, compaction): done.
-                        next_offset = task.end
+                        next_offset = _at_end_of_log(consumer, task, next_offset)
                         break
-                    if error.code() == KafkaError.OFFSET_OUT_OF_RANGE:
+                    # With auto.offset.reset=error, librdkafka reports an offset that is gone (retention,
+                    # a recreated topic) as _AUTO_OFFSET_RESET, brokers as OFFSET_OUT_OF_RANGE.
+                    if error.code() in (KafkaError.OFFSET_OUT_OF_RANGE, KafkaError._AUTO_OFFSET_RESET):
                         next_offset = _on_data_loss(consumer, task, next_offset)
                         break
                     raise RuntimeError(f"Kafka error reading {task.topic}-{task.partition}: {error}")
@@ -338,14 +347,55 @@ def read_range(task: KafkaRange) -> Iterator[pa.RecordBatch]:
         consumer.close()
 
 
-def _on_data_loss(consumer, task: KafkaRange, wanted: int) -> int:
+def _check_range(consumer, task: KafkaRange) -> int:
+    """Where to start reading: the range's start, unless the log no longer holds it (data loss).
+
+    Checked before fetching, because a broker may answer a fetch past the log's end with nothing at
+    all (tansu) instead of OFFSET_OUT_OF_RANGE.
+    """
     from confluent_kafka import TopicPartition
 
-    low, _high = consumer.get_watermark_offsets(TopicPartition(task.topic, task.partition), timeout=30, cached=False)
-    message = (f"{task.topic}-{task.partition}: offsets {wanted}..{min(low, task.end) - 1} are gone "
-               f"(earliest available is {low}); set failOnDataLoss=false to skip them")
+    low, high = consumer.get_watermark_offsets(TopicPartition(task.topic, task.partition), timeout=30, cached=False)
+    if task.start < low:  # deleted by retention (or a recreated topic's new log starts later)
+        return _on_data_loss(consumer, task, task.start, (low, high))
+    if task.start >= high and high < task.end:  # the log ends before this range begins
+        return _at_end_of_log(consumer, task, task.start, (low, high))
+    return task.start
+
+
+def _at_end_of_log(consumer, task: KafkaRange, next_offset: int, watermarks=None) -> int:
+    """The end of the log met before the batch's end: done, unless the log no longer reaches that end.
+
+    Offsets below the log's end with no record (transaction markers, compaction) are not data loss,
+    as in Spark's Kafka source; a log that ends before the batch's end was truncated or recreated.
+    """
+    from confluent_kafka import TopicPartition
+
+    _low, high = watermarks or consumer.get_watermark_offsets(
+        TopicPartition(task.topic, task.partition), timeout=30, cached=False)
+    if high >= task.end:
+        return task.end
+    message = (f"{task.topic}-{task.partition}: offsets {max(next_offset, high)}..{task.end - 1} of this batch are gone "
+               f"(the log now ends at {high}; truncated or recreated)")
     if task.options.fail_on_data_loss:
-        raise KafkaDataLossError(message)
+        raise KafkaDataLossError(message + "; set failOnDataLoss=false to go on without them")
     log.warning("data loss: %s", message)
-    consumer.assign([TopicPartition(task.topic, task.partition, low)])
-    return low if low < task.end else task.end
+    return task.end
+
+
+def _on_data_loss(consumer, task: KafkaRange, wanted: int, watermarks=None) -> int:
+    """``wanted`` is no longer in the log: fail naming what is gone, or (failOnDataLoss=false) skip it."""
+    from confluent_kafka import TopicPartition
+
+    low, high = watermarks or consumer.get_watermark_offsets(
+        TopicPartition(task.topic, task.partition), timeout=30, cached=False)
+    resume = low if wanted < low else task.end  # deleted by retention | past the end of a truncated log
+    resume = min(resume, task.end)
+    message = (f"{task.topic}-{task.partition}: offsets {wanted}..{resume - 1 if resume > wanted else task.end - 1} "
+               f"are gone (the log now holds {low}..{high - 1})")
+    if task.options.fail_on_data_loss:
+        raise KafkaDataLossError(message + "; set failOnDataLoss=false to go on without them")
+    log.warning("data loss: %s", message)
+    if resume < task.end and watermarks is None:  # met while reading: move the consumer on
+        consumer.assign([TopicPartition(task.topic, task.partition, resume)])
+    return resume

@@ -126,3 +126,29 @@ def put_records(client, stream, values, key=lambda i, v: f"k{i % 7}"):
         response = client.put_records(StreamName=stream, Records=[
             {"PartitionKey": key(start + i, v), "Data": v.encode()} for i, v in enumerate(chunk)])
         assert response["FailedRecordCount"] == 0
+
+
+def batch_commits(table_path) -> dict[tuple[str, int], int]:
+    """(app id, batch id) -> how many commits of the table's Delta log carry that app transaction."""
+    import json
+    from collections import Counter
+    from pathlib import Path
+
+    counts: Counter = Counter()
+    for commit in sorted((Path(table_path) / "_delta_log").glob("*.json")):
+        for line in commit.read_text().splitlines():
+            action = json.loads(line)
+            if "txn" in action:
+                counts[(action["txn"]["appId"], action["txn"]["version"])] += 1
+    return dict(counts)
+
+
+def assert_each_batch_committed_once(lake, tables=("pin", "geo", "user", "quarantine")) -> None:
+    """Exactly-once at the sink, seen in the Delta history: no (app id, batch id) was committed twice."""
+    from pathlib import Path
+
+    for table in tables:
+        counts = batch_commits(Path(lake) / table)
+        assert counts, f"{table}: no commit carries an app transaction"
+        twice = {key: n for key, n in counts.items() if n > 1}
+        assert not twice, f"{table}: batches committed more than once: {twice}"

@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streaming.kafka_source import KafkaOptions, KafkaRange, read_range
+from streaming.kafka_source import KafkaDataLossError, KafkaOptions, KafkaRange, KafkaStreamReader, read_range
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ def read_stream(spark, broker, topic, tmp_path, **options):
 
     query = (reader.load().writeStream.foreachBatch(collect).trigger(availableNow=True)
              .option("checkpointLocation", str(tmp_path / f"cp-{uuid.uuid4().hex[:6]}")).start())
-    query.awaitTermination(180)
+    assert query.awaitTermination(180), "the availableNow query did not finish"
     assert query.exception() is None
     return batches, query
 
@@ -170,7 +170,7 @@ def test_a_recreated_topic_is_data_loss_not_a_silent_stall(spark, tmp_path):
         query = (reader.load().writeStream.foreachBatch(lambda df, _: seen.extend(r.value.decode() for r in df.collect()))
                  .trigger(availableNow=True).option("checkpointLocation", checkpoint).start())
         try:
-            query.awaitTermination(180)
+            assert query.awaitTermination(180), "the availableNow query did not finish"
         except Exception as error:  # noqa: BLE001
             return error
         return seen
@@ -194,3 +194,40 @@ def make_topic_named(broker: str, topic: str) -> str:
     for future in admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)]).values():
         future.result(30)
     return topic
+
+
+def range_options(broker, topic, **options):
+    return KafkaOptions.parse({"kafka.bootstrap.servers": broker, "subscribe": topic, "pollTimeoutMs": "30000",
+                               **options})
+
+
+def test_an_offset_gone_from_the_log_is_data_loss_naming_topic_partition_and_offsets(kafka_broker):
+    topic = make_topic(kafka_broker)
+    produce(kafka_broker, topic, [f"v{i}" for i in range(10)], partition=0)
+    gone = KafkaRange(topic, 0, 100, 110, range_options(kafka_broker, topic))  # e.g. deleted by retention
+    with pytest.raises(KafkaDataLossError, match=rf"{topic}-0: offsets 100\.\.109 .*are gone"):
+        list(read_range(gone))
+    skipped = KafkaRange(topic, 0, 100, 110, range_options(kafka_broker, topic, failOnDataLoss="false"))
+    assert [r for b in read_range(skipped) for r in b.to_pylist()] == []  # logged, and the job goes on
+
+
+def test_a_log_that_ends_before_the_batch_end_is_data_loss_not_a_silent_skip(kafka_broker):
+    topic = make_topic(kafka_broker)
+    produce(kafka_broker, topic, [f"v{i}" for i in range(10)], partition=0)
+    truncated = KafkaRange(topic, 0, 5, 50, range_options(kafka_broker, topic))  # planned before a truncation
+    with pytest.raises(KafkaDataLossError, match=rf"{topic}-0: offsets 10\.\.49 of this batch are gone"):
+        list(read_range(truncated))
+    lenient = KafkaRange(topic, 0, 5, 50, range_options(kafka_broker, topic, failOnDataLoss="false"))
+    assert [r["offset"] for b in read_range(lenient) for r in b.to_pylist()] == list(range(5, 10))
+
+
+def test_latest_is_resolved_once_and_kept_in_the_checkpoint(kafka_broker, tmp_path):
+    """A restart before batch 0 committed must replay batch 0 from the same start (Spark's own rule)."""
+    topic = make_topic(kafka_broker)
+    produce(kafka_broker, topic, [f"before{i}" for i in range(6)])
+    options = {"kafka.bootstrap.servers": kafka_broker, "subscribe": topic, "startingOffsets": "latest",
+               "initialOffsetsPath": str(tmp_path / "cp" / "pinpipe" / "initial-offsets-kafka.json")}
+    first = KafkaStreamReader(KafkaOptions.parse(options)).initialOffset()
+    produce(kafka_broker, topic, [f"after{i}" for i in range(4)])
+    restarted = KafkaStreamReader(KafkaOptions.parse(options)).initialOffset()
+    assert restarted == first == {topic: {"0": 3, "1": 3}}

@@ -11,7 +11,7 @@ from emulator import kafka_target, kinesis_target
 from emulator.generator import Dirt, generate
 from pinpipe.pipeline import run_stream as run
 from tests.helpers import (
-    assert_lake_matches, delta_commits, expected_tables, fresh_settings, kill_when, misrouted, read_rows, run_to_the_end,
+    assert_each_batch_committed_once, assert_lake_matches, delta_commits, expected_tables, fresh_settings, kill_when, misrouted, read_rows, run_to_the_end,
 )
 
 pytestmark = pytest.mark.integration
@@ -85,4 +85,5 @@ def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(kafka_broker,
     assert 0 < len(read_rows(settings, "pin")) < len(expected_tables(messages)["pin"]), "kill did not land mid-run"
     run_to_the_end(command + ["--available-now"], env, tmp_path)
     assert_lake_matches(settings, messages, extra_bad=0)
+    assert_each_batch_committed_once(settings.lake, tables=("pin", "geo", "user"))
     assert len(read_rows(settings, "quarantine")) == len(misrouted(messages))

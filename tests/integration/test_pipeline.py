@@ -15,7 +15,7 @@ from emulator.generator import Dirt, generate
 from emulator.kafka_target import produce
 from pinpipe.pipeline import run_stream as run
 from tests.helpers import (
-    assert_lake_matches, delta_commits, expected_tables, fresh_settings, kill_when, read_rows, run_to_the_end,
+    assert_each_batch_committed_once, assert_lake_matches, delta_commits, expected_tables, fresh_settings, kill_when, read_rows, run_to_the_end,
 )
 
 pytestmark = pytest.mark.integration
@@ -101,3 +101,32 @@ def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(kafka_broker,
 
     run_to_the_end(command + ["--available-now"], env, tmp_path)
     assert_lake_matches(settings, messages, extra_bad=0)
+    assert_each_batch_committed_once(settings.lake)
+
+
+def test_sigkill_during_batch_0_of_a_latest_query_replays_the_same_range(kafka_broker, tmp_path):
+    """startingOffsets=latest: records from before the first start never land, every later one lands once."""
+    settings = fresh_settings(kafka_broker, tmp_path / "lake")
+    before = list(generate(40, seed=21, dirt=Dirt(repeat_rate=0, misrouted_rate=0)))
+    after = list(generate(60, seed=22, dirt=Dirt(repeat_rate=0, misrouted_rate=0), first_ind=1000))
+    produce(settings, before, progress=False)
+    env = {**_job_env(settings), "PINPIPE_STARTING_OFFSETS": "latest", "PINPIPE_MAX_OFFSETS_PER_TRIGGER": "100000"}
+    checkpoint = tmp_path / "lake" / "_checkpoints" / "kafka"
+    sent = []
+
+    def in_batch_0() -> bool:
+        if not sent and (checkpoint / "metadata").exists():  # the query runs: send what batch 0 will hold
+            time.sleep(1)
+            produce(settings, after, progress=False)
+            sent.append(True)
+        return (checkpoint / "offsets" / "0").exists() and not (checkpoint / "commits" / "0").exists()
+
+    command = [sys.executable, "-m", "pinpipe.cli", "stream", "--sources", "kafka"]
+    kill_when(command, env, tmp_path, in_batch_0)
+    assert not (checkpoint / "commits" / "0").exists(), "kill did not land inside batch 0"
+    more = list(generate(20, seed=23, dirt=Dirt(repeat_rate=0, misrouted_rate=0), first_ind=2000))
+    produce(settings, more, progress=False)  # the restart must not start from this new "latest"
+    run_to_the_end(command + ["--available-now"], env, tmp_path)
+    pins = sorted(r["ind"] for r in read_rows(settings, "pin"))
+    assert pins == sorted(r["index"] for k, r in after + more if k == "pin")
+    assert_each_batch_committed_once(settings.lake)
