@@ -38,12 +38,17 @@ ARROW_SCHEMA = pa.schema([
     ("objectKey", pa.string()), ("lineNumber", pa.int64()), ("modificationTime", pa.timestamp("us", tz="UTC")),
 ])
 LINES_PER_BATCH = 10_000
+# A micro-batch's bound by default (what the driver may hold: the sink collects a batch as Arrow).
+# An object bigger than the byte cap is still read, alone.
+DEFAULT_MAX_FILES = 20
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class ArchiveOptions:
     location: ArchiveLocation
     max_files_per_trigger: int | None
+    max_bytes_per_trigger: int | None
     modified_after: dt.datetime | None
     modified_before: dt.datetime | None
     glob: str | None
@@ -55,7 +60,8 @@ class ArchiveOptions:
         return cls(
             location=ArchiveLocation(path, get("endpointUrl"), get("awsAccessKey"), get("awsSecretKey"),
                                      get("region") or "us-east-1"),
-            max_files_per_trigger=positive_int(options, "maxFilesPerTrigger"),
+            max_files_per_trigger=positive_int(options, "maxFilesPerTrigger", DEFAULT_MAX_FILES),
+            max_bytes_per_trigger=positive_int(options, "maxBytesPerTrigger", DEFAULT_MAX_BYTES),
             modified_after=_date(get("modifiedAfter"), "modifiedAfter"),
             modified_before=_date(get("modifiedBefore"), "modifiedBefore"),
             glob=get("pathGlobFilter") or None,
@@ -79,6 +85,7 @@ class ArchiveObject:
     partition: int
     start_offset: int
     modified: dt.datetime
+    size: int = 0
 
     @property
     def stream(self) -> str:
@@ -111,8 +118,33 @@ def list_archive(options: ArchiveOptions) -> list[ArchiveObject]:
             continue
         if options.glob and not fnmatch.fnmatch(key, options.glob):
             continue
-        found.append(ArchiveObject(key, *parsed, modified))
+        found.append(ArchiveObject(key, *parsed, modified, info.size or 0))
     return sorted(found, key=lambda o: (o.topic, o.partition, o.start_offset))
+
+
+def take_in_order(new: list[ArchiveObject], max_files: int | None, max_bytes: int | None) -> list[ArchiveObject]:
+    """The next objects of a micro-batch: oldest first, within the caps, and a prefix of each partition.
+
+    Offsets remember the last name read per partition, so a batch must take each partition's new
+    objects in name order: an object is taken only with every earlier new one of its partition.
+    """
+    queues: dict[str, list[ArchiveObject]] = {}
+    for obj in sorted(new, key=lambda o: (o.stream, o.name)):
+        queues.setdefault(obj.stream, []).append(obj)
+    chosen: list[ArchiveObject] = []
+    size = 0
+    while queues:
+        stream = min(queues, key=lambda s: (queues[s][0].modified, queues[s][0].key))
+        obj = queues[stream][0]
+        if max_files is not None and len(chosen) >= max_files:
+            break
+        if max_bytes is not None and chosen and size + obj.size > max_bytes:
+            break
+        chosen.append(queues[stream].pop(0))
+        size += obj.size
+        if not queues[stream]:
+            del queues[stream]
+    return chosen
 
 
 class ArchiveDataSource(DataSource):
@@ -157,13 +189,11 @@ class ArchiveStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return [o for o in objects if o.stream not in start or o.name > start[o.stream]]
 
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
-        new = self._new(self._objects(), start)
-        if isinstance(limit, ReadMaxFiles):
-            new = sorted(new, key=lambda o: (o.modified, o.key))[: limit.max_files]
+        max_files = limit.max_files if isinstance(limit, ReadMaxFiles) else None
+        chosen = take_in_order(self._new(self._objects(), start), max_files, self.options.max_bytes_per_trigger)
         end = dict(start)
-        for obj in new:
-            if obj.stream not in end or obj.name > end[obj.stream]:
-                end[obj.stream] = obj.name
+        for obj in chosen:
+            end[obj.stream] = max(end.get(obj.stream, ""), obj.name)
         return end
 
     def partitions(self, start: dict, end: dict) -> list[ArchiveFile]:

@@ -57,7 +57,7 @@ def archive_options(settings: Settings) -> dict[str, str | None]:
     location = archive_location(settings)
     return {"path": location.uri, "endpointUrl": location.s3_endpoint_url, "awsAccessKey": location.access_key,
             "awsSecretKey": location.secret_key, "region": location.region,
-            "maxFilesPerTrigger": settings.max_files_per_trigger}
+            "maxFilesPerTrigger": settings.max_files_per_trigger, "maxBytesPerTrigger": settings.max_bytes_per_trigger}
 
 
 def read_source(spark: SparkSession, source: str, options: dict[str, object | None]) -> DataFrame:

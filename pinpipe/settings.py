@@ -69,14 +69,15 @@ class Settings(BaseSettings):
     s3: S3Settings = Field(default_factory=S3Settings)
     # Processing-time trigger of `pinpipe stream` (Spark interval string).
     trigger_interval: str = Field("10 seconds", pattern=r"^\d+ (milliseconds?|seconds?|minutes?|hours?)$")
-    # Per-micro-batch row cap of each source (Spark's maxOffsetsPerTrigger); None = no cap.
-    max_offsets_per_trigger: int | None = Field(None, gt=0)
+    # Per-micro-batch row cap of each source (Spark's maxOffsetsPerTrigger): bounds the driver's memory.
+    max_offsets_per_trigger: int = Field(100_000, gt=0)
     starting_offsets: str = "earliest"
     # Raw archive (Connect S3 sink layout): a folder or s3://bucket/prefix; default <lake>/raw.
     archive: str | None = None
     archive_max_records: int = Field(10_000, gt=0)       # records per archive object, at most
     archive_max_bytes: int = Field(64 * 1024 * 1024, gt=0)  # bytes per archive object, at most
-    max_files_per_trigger: int | None = Field(None, gt=0)   # batch path: archive objects per micro-batch
+    max_files_per_trigger: int = Field(20, gt=0)             # batch path: archive objects per micro-batch
+    max_bytes_per_trigger: int = Field(256 * 1024 * 1024, gt=0)  # batch path: archive bytes per micro-batch
     # Delta writer: delta-rs from the driver, or the native delta-spark writer where its jars exist.
     sink: Literal["auto", "delta-rs", "delta-spark"] = "auto"
     spark_master: str = "local[2]"

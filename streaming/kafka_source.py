@@ -47,6 +47,9 @@ _ARROW_FIELDS = [
 _ARROW_HEADERS = pa.field("headers", pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())])))
 
 EARLIEST, LATEST = -2, -1
+# A micro-batch's bound by default (Spark's Kafka source has none): the delta-rs sink holds a batch in
+# the driver as Arrow, so an unbounded backlog would be an unbounded batch.
+DEFAULT_MAX_OFFSETS_PER_TRIGGER = 100_000
 ROWS_PER_ARROW_BATCH = 10_000
 
 
@@ -95,7 +98,7 @@ class KafkaOptions:
             topics=tuple(t.strip() for t in (subscribe or "").split(",") if t.strip()),
             topic_pattern=pattern,
             starting_offsets=starting,
-            max_offsets_per_trigger=positive_int(options, "maxOffsetsPerTrigger"),
+            max_offsets_per_trigger=positive_int(options, "maxOffsetsPerTrigger", DEFAULT_MAX_OFFSETS_PER_TRIGGER),
             fail_on_data_loss=flag(options, "failOnDataLoss", True),
             include_headers=flag(options, "includeHeaders", False),
             poll_timeout_s=positive_int(options, "pollTimeoutMs", 120_000) / 1000,

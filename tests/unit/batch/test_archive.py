@@ -38,3 +38,23 @@ def test_source_options():
         ArchiveOptions.parse({"path": "x", "maxFilesPerTrigger": "0"})
     with pytest.raises(OptionError, match="modifiedBefore"):
         ArchiveOptions.parse({"path": "x", "modifiedBefore": "yesterday"})
+
+
+def test_a_capped_batch_takes_a_prefix_of_each_partition_oldest_first_within_files_and_bytes():
+    import datetime as dt
+
+    from batch.archive_source import ArchiveObject, take_in_order
+
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+    def obj(partition, offset, second, size=10):
+        return ArchiveObject(object_key("t", partition, offset), "t", partition, offset, t + dt.timedelta(seconds=second),
+                             size)
+
+    # partition 0's later object was written first (e.g. a replayed batch rewrote the earlier one)
+    new = [obj(0, 0, second=5), obj(0, 10, second=1), obj(1, 0, second=2), obj(1, 10, second=3)]
+    chosen = take_in_order(new, max_files=2, max_bytes=None)
+    assert [(o.partition, o.start_offset) for o in chosen] == [(1, 0), (1, 10)]  # never 0+10 without 0+0
+    chosen = take_in_order(new, max_files=None, max_bytes=25)
+    assert len(chosen) == 2 and sum(o.size for o in chosen) <= 25
+    assert [o.name for o in take_in_order([obj(0, 0, 0, size=999)], None, max_bytes=5)] == [obj(0, 0, 0).name]

@@ -24,14 +24,17 @@ def test_kafka_options():
 def test_kinesis_options():
     options = set_options(kinesis_options(settings()))
     assert options["streamName"] == "streaming-p-pin,streaming-p-geo,streaming-p-user"
-    assert options["region"] == "eu-west-1" and options["awsAccessKey"] == "ka" and "maxRecordsPerTrigger" not in options
+    assert options["region"] == "eu-west-1" and options["awsAccessKey"] == "ka"
+    assert options["maxRecordsPerTrigger"] == "100000"  # the same row cap as Kafka, by default
 
 
 def test_archive_location_and_options_use_the_s3_settings():
     location = archive_location(settings(archive="s3://bucket/raw"))
     assert (location.uri, location.s3_endpoint_url, location.access_key, location.region) == (
         "s3://bucket/raw", "http://s3", "sa", "eu-central-1")
-    assert set_options(archive_options(settings()))["path"] == "/l/raw"
+    options = set_options(archive_options(settings()))
+    assert options["path"] == "/l/raw"
+    assert options["maxFilesPerTrigger"] == "20" and options["maxBytesPerTrigger"] == str(256 * 1024 * 1024)
 
 
 def test_each_aws_client_gets_its_own_services_region_and_keys():

@@ -17,6 +17,8 @@ def test_options_follow_sparks_kafka_source():
     assert options.starting_offsets == "latest"  # Spark's default for a streaming query
     assert options.max_offsets_per_trigger == 500
     assert options.fail_on_data_loss is False and options.include_headers is True
+    defaults = KafkaOptions.parse({"kafka.bootstrap.servers": "b:9092", "subscribe": "a"})
+    assert defaults.max_offsets_per_trigger == 100_000  # bounded by default (Spark's source is not)
 
 
 @pytest.mark.parametrize("options, message", [
