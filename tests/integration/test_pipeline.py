@@ -13,6 +13,7 @@ from confluent_kafka import Producer
 
 from emulator.generator import Dirt, generate
 from emulator.kafka_target import produce
+from pinpipe.wiring import kafka_target_args
 from streaming.job import run
 from tests.integration.helpers import (
     delta_commits, expected_tables, fresh_settings, kill_when, misrouted, read_rows, run_to_the_end,
@@ -61,7 +62,7 @@ def test_posts_land_once_cleaned_and_bad_records_are_quarantined(spark, kafka_br
     settings = fresh_settings(kafka_broker, tmp_path / "lake")
     messages = list(generate(400, seed=7, dirt=Dirt(repeat_rate=0.2, misrouted_rate=0.02)))
     assert Counter(k for k, _ in messages) == {"pin": 400, "geo": 400, "user": 400}
-    produce(settings, messages, progress=False)
+    produce(messages, **kafka_target_args(settings), progress=False)
     send_raw(settings, [(kind, payload) for kind, payload, _ in BAD_RECORDS])
 
     run(spark, settings, ["kafka"], available_now=True)
@@ -106,7 +107,7 @@ def _job_env(settings) -> dict[str, str]:
 def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(kafka_broker, tmp_path):
     settings = fresh_settings(kafka_broker, tmp_path / "lake")
     messages = list(generate(600, seed=11, dirt=Dirt(repeat_rate=0.1, misrouted_rate=0.05)))
-    produce(settings, messages, progress=False)
+    produce(messages, **kafka_target_args(settings), progress=False)
     env = _job_env(settings)
     command = [sys.executable, "-m", "pinpipe.cli", "stream", "--sources", "kafka"]
     # Kill it once some batches have committed, but well before it could finish.
