@@ -162,7 +162,7 @@ def create_app(settings: ApiSettings, kafka_config: dict[str, str] | None = None
                   description=__doc__.split("\n\n")[0] + " Kafka REST Proxy v2 (`/topics`) and API Gateway "
                   "Kinesis proxy (`/streams`).")
     app.state.kafka, app.state.kinesis, app.state.metrics = kafka, kinesis, metrics
-    app.add_middleware(GatewayMiddleware, settings=settings, metrics=metrics)
+    app.add_middleware(GatewayMiddleware, settings=settings, metrics=metrics, routes=app.router.routes)
 
     @app.exception_handler(ProxyError)
     async def _proxy_error(request: Request, error: ProxyError):

@@ -7,7 +7,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+# A producer that got these is done for (its epoch is no longer accepted).
+FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
+          KafkaError.INVALID_PRODUCER_ID_MAPPING, KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER}
 
 
 class BrokerUnavailable(RuntimeError):
@@ -31,11 +35,14 @@ class KafkaGateway:
         self.metadata_ttl = metadata_ttl
         # message.timeout.ms bounds how long librdkafka keeps retrying: past it a record fails
         # with a delivery report instead of waiting for a broker that is gone.
-        self.producer = Producer({
+        self._config = {
             "acks": "all", "enable.idempotence": True, "linger.ms": 5,
             **client_config,
             "message.timeout.ms": int(timeout * 1000),
-        })
+            "error_cb": self._on_error,
+        }
+        self._broken = False  # set on a fatal producer error: the next request gets a new producer
+        self.producer = Producer(self._config)
         self._partitions: dict[str, int] = {}
         self._metadata_at = 0.0
         self._metadata_lock = asyncio.Lock()
@@ -44,9 +51,21 @@ class KafkaGateway:
         self._poller = threading.Thread(target=self._poll_loop, name="kafka-delivery-reports", daemon=True)
         self._poller.start()
 
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._broken = True
+
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
             self.producer.poll(0.05)
+
+    def _renew_producer(self) -> None:
+        """Replace a producer that hit a fatal error (e.g. fenced after an epoch bump once records
+        timed out): such a producer never recovers. Its queued records fail with reports."""
+        old, self.producer = self.producer, Producer(self._config)
+        self._broken = False
+        old.purge()
+        old.flush(1)
 
     def close(self, flush_timeout: float | None = None) -> int:
         """Stop serving reports and flush what is queued; return how many messages are still undelivered."""
@@ -108,14 +127,19 @@ class KafkaGateway:
         still land: they were not acknowledged, so the client retries, at least once overall).
         """
         loop = asyncio.get_running_loop()
+        if self._broken:
+            await asyncio.to_thread(self._renew_producer)
         done = loop.create_future()
         results: list[Delivery | None] = [None] * len(records)
         pending = [len(records)]  # only the poll thread counts down
 
         def report(index: int):
             def on_delivery(error, message):
-                results[index] = Delivery(message.partition(), message.offset(), None) if error is None else \
-                    Delivery(message.partition(), None, error.str())
+                if error is None:
+                    results[index] = Delivery(message.partition(), message.offset(), None)
+                else:
+                    results[index] = Delivery(message.partition(), None, error.str())
+                    self._broken = self._broken or error.fatal() or error.code() in FENCED
                 pending[0] -= 1
                 if pending[0] == 0:
                     loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))

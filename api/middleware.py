@@ -13,6 +13,7 @@ import time
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
+from starlette.routing import Match
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from api.config import ApiSettings
@@ -51,8 +52,9 @@ def error_body(status: int, message: str) -> bytes:
 
 
 class GatewayMiddleware:
-    def __init__(self, app, settings: ApiSettings, metrics: Metrics):
+    def __init__(self, app, settings: ApiSettings, metrics: Metrics, routes=()):
         self.app = app
+        self.routes = routes  # to name the route of a request refused before routing (403, 413, 429)
         self.metrics = metrics
         self.api_key = settings.api_key.get_secret_value().encode() if settings.api_key else None
         self.max_body = settings.max_body_bytes
@@ -119,8 +121,14 @@ class GatewayMiddleware:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
+    def _route(self, scope) -> str:
+        route = scope.get("route")
+        if route is None:
+            route = next((r for r in self.routes if r.matches(scope)[0] == Match.FULL), None)
+        return getattr(route, "path", "unmatched")  # a template, so the metrics' label set stays small
+
     def _record(self, scope, status: int, seconds: float) -> None:
-        route = getattr(scope.get("route"), "path", None) or ("unmatched" if scope["path"] not in OPEN_PATHS else scope["path"])
+        route = self._route(scope)
         method, code = scope["method"], str(status)
         self.metrics.requests.labels(method, route, code).inc()
         self.metrics.latency.labels(method, route, code).observe(seconds)
