@@ -16,6 +16,8 @@ import contextlib
 import json
 from typing import Any
 
+import orjson
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -117,7 +119,7 @@ def _body_doc(content_types: tuple[str, ...], schema: dict) -> dict:
 # -- helpers --------------------------------------------------------------------------------------
 
 def _json_bytes(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return orjson.dumps(value)  # compact UTF-8 JSON, several times faster than json.dumps
 
 
 def _media_type(request: Request) -> str:
@@ -129,8 +131,8 @@ async def _json_body(request: Request, fail) -> Any:
     if not body:
         raise fail("the request body is empty")
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
         raise fail(f"the request body is not valid JSON: {error}") from None
 
 
@@ -271,9 +273,10 @@ def create_app(settings: ApiSettings, kafka_config: dict[str, str] | None = None
             # (the seed's) drop records: any unacknowledged record fails the request, to be retried.
             raise ProxyError(500, 50003, f"{len(failed)} of {len(deliveries)} records were not acknowledged by "
                                          f"the broker ({failed[0].error}); retry the request (retriable)")
-        return JSONResponse({"offsets": [{"partition": d.partition, "offset": d.offset, "error_code": None,
-                                          "error": None} for d in deliveries],
-                             "key_schema_id": None, "value_schema_id": None}, media_type=PROXY_RESPONSE_TYPE)
+        return Response(orjson.dumps({"offsets": [{"partition": d.partition, "offset": d.offset, "error_code": None,
+                                                    "error": None} for d in deliveries],
+                                       "key_schema_id": None, "value_schema_id": None}),
+                        media_type=PROXY_RESPONSE_TYPE)
 
     # -- API Gateway Kinesis proxy -----------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -133,24 +134,22 @@ class KafkaGateway:
         results: list[Delivery | None] = [None] * len(records)
         pending = [len(records)]  # only the poll thread counts down
 
-        def report(index: int):
-            def on_delivery(error, message):
-                if error is None:
-                    results[index] = Delivery(message.partition(), message.offset(), None)
-                else:
-                    results[index] = Delivery(message.partition(), None, error.str())
-                    self._broken = self._broken or error.fatal() or error.code() in FENCED
-                pending[0] -= 1
-                if pending[0] == 0:
-                    loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
-            return on_delivery
+        def on_delivery(index: int, error, message) -> None:
+            if error is None:
+                results[index] = Delivery(message.partition(), message.offset(), None)
+            else:
+                results[index] = Delivery(message.partition(), None, error.str())
+                self._broken = self._broken or error.fatal() or error.code() in FENCED
+            pending[0] -= 1
+            if pending[0] == 0:
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
 
         deadline = loop.time() + self.timeout + 2.0
         for index, (key, value, partition) in enumerate(records):
             kwargs = {} if partition is None else {"partition": partition}
             while True:
                 try:
-                    self.producer.produce(topic, value=value, key=key, on_delivery=report(index), **kwargs)
+                    self.producer.produce(topic, value=value, key=key, on_delivery=functools.partial(on_delivery, index), **kwargs)
                     break
                 except BufferError:  # the local queue is full: let deliveries drain
                     if loop.time() > deadline:
