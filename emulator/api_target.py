@@ -10,6 +10,7 @@ jitter, a bounded number of times; a 4xx is final (the request itself is wrong).
 from __future__ import annotations
 
 import json
+import logging
 from typing import Iterable, Literal, Mapping
 
 import httpx
@@ -21,6 +22,8 @@ from emulator.kinesis_target import partition_key
 from emulator.summary import Summary
 
 KAFKA_JSON = "application/vnd.kafka.json.v2+json"
+
+logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would drown the progress bar
 PUT_RECORDS_MAX = 500
 
 
