@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from emulator.generator import Dirt, generate  # noqa: E402
 from emulator.kafka_target import produce  # noqa: E402
+from pinpipe.wiring import kafka_target_args  # noqa: E402
 from pinpipe import local  # noqa: E402
 from pinpipe.settings import Settings  # noqa: E402
 from pinpipe.spark import build_spark_session  # noqa: E402
@@ -51,7 +52,7 @@ def main() -> None:
                                 kafka={"bootstrap_servers": broker, "one_message_per_batch": True})
             messages = list(generate(posts, seed=1, dirt=Dirt(repeat_rate=0.0)))
             started = time.perf_counter()
-            produce(settings, messages, partitions=2, bulk=True, progress=False)
+            produce(messages, **kafka_target_args(settings), partitions=2, bulk=True, progress=False)
             print(f"produced {len(messages)} records to tansu ({prefix}.*) in {time.perf_counter() - started:.1f}s")
             return settings, write_jsonl(messages, work / f"files-{prefix}"), len(messages)
 

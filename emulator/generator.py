@@ -4,6 +4,9 @@ A post is three records sharing ``ind``: a pin, a geo and a user record, in the 
 :mod:`schemas.contracts`. The dirt is the seed's: placeholder values instead of data, follower
 counts as "26k"/"6M" text, "Local save in " prefixes, posts sent more than once, and (optionally)
 records that land on another kind's topic.
+
+Memory is bounded: repeats are drawn from the last ``repeat_window`` posts only, so an endless
+stream keeps a fixed number of posts (runs shorter than the window behave as if it were unbounded).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import random
 import uuid
 from dataclasses import dataclass
 from typing import Iterator
+
+from schemas.contracts import PLACEHOLDERS, SAVE_LOCATION_PREFIX
 
 CATEGORIES = (
     "art", "beauty", "christmas", "diy-and-crafts", "education", "event-planning", "finance",
@@ -82,16 +87,13 @@ def make_post(rng: random.Random, ind: int, dirt: Dirt) -> Post:
         "is_image_or_video": rng.choice(MEDIA),
         "image_src": f"https://i.pinimg.com/originals/{rng.getrandbits(128):032x}.jpg",
         "downloaded": 1,
-        "save_location": f"Local save in /data/{category}",
+        "save_location": f"{SAVE_LOCATION_PREFIX}/data/{category}",
         "category": category,
     }
     if rng.random() < dirt.placeholder_rate:
-        pin.update(
-            title="No Title Data Available", description="No description available Story format",
-            poster_name="User Info Error", follower_count="User Info Error",
-            tag_list="N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e", image_src="Image src error.", downloaded=0,
-            is_image_or_video="multi-video(story page format)",
-        )
+        # The seed's placeholders (the contract's list, first spelling of each).
+        pin.update({field: values[0] for field, values in PLACEHOLDERS.items()},
+                   downloaded=0, is_image_or_video="multi-video(story page format)")
     geo = {
         "ind": ind,
         "timestamp": _timestamp(rng, 2018, 2022),
@@ -109,22 +111,33 @@ def make_post(rng: random.Random, ind: int, dirt: Dirt) -> Post:
     return Post(ind, pin, geo, user)
 
 
-def generate(posts: int, seed: int = 0, dirt: Dirt = Dirt(), first_ind: int = 1) -> Iterator[tuple[str, dict]]:
-    """Yield ``posts`` posts as (topic kind, record) messages: pin, geo, user for each.
+def generate(posts: int | None, seed: int = 0, dirt: Dirt = Dirt(), first_ind: int = 1,
+             repeat_window: int = 10_000) -> Iterator[tuple[str, dict]]:
+    """Yield ``posts`` posts (None: without end) as (topic kind, record) messages: pin, geo, user for each.
 
-    Each new post gets the next ``ind``; a repeat re-sends an earlier post unchanged. The same
-    seed always yields the same messages.
+    Each new post gets the next ``ind``; a repeat re-sends one of the last ``repeat_window`` new
+    posts unchanged. The same seed always yields the same messages.
     """
+    if repeat_window < 1:
+        raise ValueError("repeat_window must be at least 1")
     rng = random.Random(seed)
-    sent: list[Post] = []
+    recent: list[Post] = []  # a ring of the last repeat_window new posts
+    made = 0
     next_ind = first_ind
-    for _ in range(posts):
-        if sent and rng.random() < dirt.repeat_rate:
-            post = sent[rng.randrange(len(sent))]
+    remaining = posts
+    while remaining is None or remaining > 0:
+        if remaining is not None:
+            remaining -= 1
+        if recent and rng.random() < dirt.repeat_rate:
+            post = recent[rng.randrange(len(recent))]
         else:
             post = make_post(rng, next_ind, dirt)
             next_ind += 1
-            sent.append(post)
+            if len(recent) < repeat_window:
+                recent.append(post)
+            else:
+                recent[made % repeat_window] = post
+            made += 1
         misrouted = rng.random() < dirt.misrouted_rate
         if misrouted and rng.random() < 0.5:
             yield "pin", post.pin

@@ -51,34 +51,56 @@ def local_status() -> None:
 
 @app.command()
 def emulate(
-    target: Annotated[str, typer.Option(help="Where to send: kafka, kinesis, or both (comma list)")] = "kafka",
-    records: Annotated[int, typer.Option(min=1, help="Posts to send (each a pin, a geo and a user message)")] = 1000,
+    mode: Annotated[str, typer.Option(help="batch: one run of --records posts (default 500); stream: one record at a time at --rate")] = "batch",
+    target: Annotated[str, typer.Option(help="Where to send: api, kafka, kinesis (comma list)")] = "kafka",
+    records: Annotated[int | None, typer.Option(min=1, help="Posts to send (each a pin, a geo and a user record); stream: default endless")] = None,
+    rate: Annotated[float, typer.Option(min=0.001, help="stream: records per second")] = 10.0,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed sends the same records")] = 0,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions (Kafka) / shards (Kinesis) of what it creates")] = 2,
     misrouted_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of posts whose user record goes astray")] = 0.002,
     bulk: Annotated[bool, typer.Option(help="Kafka: batch sends for speed (bulk loads)")] = False,
     aggregate: Annotated[bool, typer.Option(help="Kinesis: pack records KPL-style (aws-kinesis-agg)")] = False,
     partition_key: Annotated[str, typer.Option(help="Kinesis partition key: ind (spread, per-post order) or kind (the seed's)")] = "ind",
+    api_url: Annotated[str | None, typer.Option(help="api: base URL (e.g. http://127.0.0.1:8080 or an API Gateway invoke URL with its stage)")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="PINPIPE_API_KEY", help="api: sent as x-api-key")] = None,
+    api_contract: Annotated[str, typer.Option(help="api: kafka (REST proxy /topics), kinesis (/streams), auto (batch->kafka, stream->kinesis)")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, help="api, batch mode: records per request")] = 500,
+    attempts: Annotated[int, typer.Option(min=1, help="api: tries per request on 5xx, 429 and connection errors")] = 5,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
-    """Send Pinterest-like posts through the ingest path."""
-    from emulator.generator import Dirt, generate
+    """Send Pinterest-like posts through the ingest path (exit 1 if any record was finally lost)."""
+    from emulator.cli import EmulateOptions, emulate as run_emulator
+    from pinpipe import wiring
+    from pinpipe.clients import aws_client
 
     settings = get_settings()
-    targets = _parse_list(target, ("kafka", "kinesis"), "target")
-    key_mode = _parse_list(partition_key, ("ind", "kind"), "partition key")[0]
-    for name in targets:
-        messages = generate(records, seed, Dirt(misrouted_rate=misrouted_rate))
-        if name == "kafka":
-            from emulator.kafka_target import produce
+    try:
+        options = EmulateOptions(
+            mode=_parse_list(mode, ("batch", "stream"), "mode")[0], targets=_parse_list(target, ("api", "kafka", "kinesis"), "target"),
+            posts=records, rate=rate, seed=seed, partitions=partitions, misrouted_rate=misrouted_rate, bulk=bulk,
+            aggregate=aggregate, partition_key=_parse_list(partition_key, ("ind", "kind"), "partition key")[0],
+            api_url=api_url, api_key=api_key, api_contract=_parse_list(api_contract, ("auto", "kafka", "kinesis"), "contract")[0],
+            batch_size=batch_size, attempts=attempts, progress=progress, echo=typer.echo)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    code = run_emulator(
+        options, kafka_config=settings.kafka_config() if "kafka" in options.targets else None,
+        topics=wiring.topics(settings), streams=wiring.streams(settings),
+        kinesis_client_factory=lambda: aws_client(settings, "kinesis"),
+        kafka_one_message_per_batch=settings.kafka.one_message_per_batch)
+    raise typer.Exit(code)
 
-            sent = produce(settings, messages, partitions=partitions, bulk=bulk, total=records * 3)
-            typer.echo(f"sent {sent} messages ({records} posts) to {', '.join(settings.topics)}")
-        else:
-            from emulator.kinesis_target import produce
 
-            sent = produce(settings, messages, shards=partitions, key_mode=key_mode, aggregate=aggregate,
-                           total=records * 3)
-            typer.echo(f"put {sent} records ({records} posts) to {', '.join(settings.stream_names)}")
+@app.command("api")
+def api_command(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8080,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions/shards of the topics/streams it creates")] = 2,
+) -> None:
+    """Serve the ingest API: Kafka REST Proxy v2 (/topics) and API Gateway Kinesis proxy (/streams); docs at /docs."""
+    from pinpipe.wiring import serve_api
+
+    serve_api(get_settings(), host, port, partitions)
 
 
 @app.command()

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.config import ApiSettings
 from schemas.contracts import KINDS, stream_name, topic_name
 from schemas.errors import PinpipeError
 from streaming.tables import checkpoint_path, table_path
@@ -67,6 +68,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     kinesis: KinesisSettings = Field(default_factory=KinesisSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
+    api: ApiSettings = Field(default_factory=ApiSettings)  # the ingest API (`pinpipe api`)
     # Processing-time trigger of `pinpipe stream` (Spark interval string).
     trigger_interval: str = Field("10 seconds", pattern=r"^\d+ (milliseconds?|seconds?|minutes?|hours?)$")
     # Per-micro-batch row cap of each source (Spark's maxOffsetsPerTrigger): bounds the driver's memory.
@@ -105,12 +107,6 @@ class Settings(BaseSettings):
     @property
     def stream_names(self) -> list[str]:
         return [self.stream_name(kind) for kind in KINDS]
-
-    def boto3_client(self, service: Literal["kinesis", "s3"]):
-        """Kept for the emulator's Kinesis target until it takes a client; see :mod:`pinpipe.clients`."""
-        from pinpipe.clients import aws_client
-
-        return aws_client(self, service)
 
     def table_path(self, name: str) -> str:
         return table_path(self.lake, name)

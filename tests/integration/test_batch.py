@@ -22,6 +22,7 @@ from emulator.kafka_target import produce
 from pinpipe.pipeline import archive_location, run_batch
 from pinpipe.pipeline import run_stream as run
 from tests.helpers import delta_commits, fresh_settings, kill_when, read_rows, run_to_the_end
+from pinpipe.wiring import kafka_target_args
 
 pytestmark = pytest.mark.integration
 KEY_PATTERN = re.compile(r"^topics/(?P<t>[^/]+)/partition=(?P<p>\d+)/(?P=t)\+(?P=p)\+\d{10}\.json$")
@@ -72,7 +73,7 @@ def assert_archive_is_the_log(settings, root, max_lines=None):
 
 def test_streamed_records_are_archived_in_the_connect_layout(spark, kafka_broker, tmp_path):
     settings = fresh_settings(kafka_broker, tmp_path / "lake", archive_max_records=70)
-    produce(settings, generate(200, seed=21), progress=False)
+    produce(generate(200, seed=21), **kafka_target_args(settings), progress=False)
     run(spark, settings, ["kafka"], available_now=True, archive=True)
     assert_archive_is_the_log(settings, tmp_path / "lake" / "raw", max_lines=70)
     run(spark, settings, ["kafka"], available_now=True, archive=True)  # nothing new: archive unchanged
@@ -81,7 +82,7 @@ def test_streamed_records_are_archived_in_the_connect_layout(spark, kafka_broker
 
 def test_sigkill_while_archiving_then_restart_leaves_no_missing_or_duplicate_line(kafka_broker, tmp_path):
     settings = fresh_settings(kafka_broker, tmp_path / "lake", archive_max_records=40)
-    produce(settings, generate(500, seed=22), progress=False)
+    produce(generate(500, seed=22), **kafka_target_args(settings), progress=False)
     env = {**os.environ, "PINPIPE_PREFIX": settings.prefix, "PINPIPE_LAKE": settings.lake,
            "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka_broker, "PINPIPE_MAX_OFFSETS_PER_TRIGGER": "100",
            "PINPIPE_TRIGGER_INTERVAL": "100 milliseconds", "PINPIPE_ARCHIVE_MAX_RECORDS": "40"}

@@ -8,7 +8,9 @@ import sys
 import pytest
 
 from emulator import kafka_target, kinesis_target
+from pinpipe.wiring import kafka_target_args, kinesis_target_args
 from emulator.generator import Dirt, generate
+from pinpipe.clients import aws_client
 from pinpipe.pipeline import run_stream as run
 from tests.helpers import (
     assert_each_batch_committed_once, assert_lake_matches, delta_commits, expected_tables, fresh_settings, kill_when, misrouted, read_rows, run_to_the_end,
@@ -27,8 +29,8 @@ def test_kinesis_posts_land_once_and_a_malformed_record_is_quarantined_with_its_
         spark, kafka_broker, kinesis_endpoint, tmp_path):
     settings = kinesis_settings(kafka_broker, kinesis_endpoint, tmp_path / "lake")
     messages = list(generate(300, seed=3, dirt=Dirt(repeat_rate=0.2, misrouted_rate=0.03)))
-    kinesis_target.produce(settings, messages, shards=2, progress=False)
-    client = settings.boto3_client("kinesis")
+    kinesis_target.produce(messages, **kinesis_target_args(settings), shards=2, progress=False)
+    client = aws_client(settings, "kinesis")
     bad = client.put_record(StreamName=settings.stream_name("geo"), PartitionKey="x", Data=b"{oops")
 
     run(spark, settings, ["kinesis"], available_now=True)
@@ -43,7 +45,7 @@ def test_kinesis_posts_land_once_and_a_malformed_record_is_quarantined_with_its_
 def test_kpl_aggregated_posts_land_record_by_record(spark, kafka_broker, kinesis_endpoint, tmp_path):
     settings = kinesis_settings(kafka_broker, kinesis_endpoint, tmp_path / "lake")
     messages = list(generate(200, seed=5, dirt=Dirt(repeat_rate=0.1)))
-    kinesis_target.produce(settings, messages, shards=2, aggregate=True, progress=False)
+    kinesis_target.produce(messages, **kinesis_target_args(settings), shards=2, aggregate=True, progress=False)
     run(spark, settings, ["kinesis"], available_now=True)
     assert_lake_matches(settings, messages, extra_bad=0)
 
@@ -53,8 +55,8 @@ def test_one_process_runs_kafka_and_kinesis_together_and_available_now_drains_bo
     settings = kinesis_settings(kafka_broker, kinesis_endpoint, tmp_path / "lake")
     via_kafka = list(generate(150, seed=8, dirt=Dirt(misrouted_rate=0.05), first_ind=1))
     via_kinesis = list(generate(150, seed=9, dirt=Dirt(misrouted_rate=0.05), first_ind=10_001))
-    kafka_target.produce(settings, via_kafka, progress=False)
-    kinesis_target.produce(settings, via_kinesis, progress=False)
+    kafka_target.produce(via_kafka, **kafka_target_args(settings), progress=False)
+    kinesis_target.produce(via_kinesis, **kinesis_target_args(settings), progress=False)
     run(spark, settings, ["kafka", "kinesis"], available_now=True)
     assert_lake_matches(settings, via_kafka + via_kinesis, extra_bad=0)
     assert os.path.isdir(settings.checkpoint_path("kafka")) and os.path.isdir(settings.checkpoint_path("kinesis"))
@@ -65,8 +67,8 @@ def test_one_process_runs_kafka_and_kinesis_together_and_available_now_drains_bo
 def test_the_same_post_through_kafka_and_kinesis_lands_once(spark, kafka_broker, kinesis_endpoint, tmp_path):
     settings = kinesis_settings(kafka_broker, kinesis_endpoint, tmp_path / "lake")
     messages = list(generate(100, seed=12, dirt=Dirt(repeat_rate=0)))
-    kafka_target.produce(settings, messages, progress=False)
-    kinesis_target.produce(settings, messages, progress=False)
+    kafka_target.produce(messages, **kafka_target_args(settings), progress=False)
+    kinesis_target.produce(messages, **kinesis_target_args(settings), progress=False)
     run(spark, settings, ["kafka", "kinesis"], available_now=True)
     for kind in ("pin", "geo", "user"):
         assert len(read_rows(settings, kind)) == 100
@@ -75,7 +77,7 @@ def test_the_same_post_through_kafka_and_kinesis_lands_once(spark, kafka_broker,
 def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(kafka_broker, kinesis_endpoint, tmp_path):
     settings = kinesis_settings(kafka_broker, kinesis_endpoint, tmp_path / "lake")
     messages = list(generate(500, seed=13, dirt=Dirt(repeat_rate=0.1, misrouted_rate=0.05)))
-    kinesis_target.produce(settings, messages, shards=2, progress=False)
+    kinesis_target.produce(messages, **kinesis_target_args(settings), shards=2, progress=False)
     env = {**os.environ, "PINPIPE_PREFIX": settings.prefix, "PINPIPE_LAKE": settings.lake,
            "PINPIPE_KINESIS__ENDPOINT_URL": kinesis_endpoint, "PINPIPE_KINESIS__ACCESS_KEY": "local",
            "PINPIPE_KINESIS__SECRET_KEY": "local", "PINPIPE_KINESIS__SHARD_FETCH_INTERVAL": "0ms",

@@ -14,6 +14,7 @@ from confluent_kafka import Producer
 from emulator.generator import Dirt, generate
 from emulator.kafka_target import produce
 from pinpipe.pipeline import run_stream as run
+from pinpipe.wiring import kafka_target_args
 from tests.helpers import (
     assert_each_batch_committed_once, assert_lake_matches, delta_commits, expected_tables, fresh_settings, kill_when, read_rows, run_to_the_end,
 )
@@ -46,7 +47,7 @@ def test_posts_land_once_cleaned_and_bad_records_are_quarantined(spark, kafka_br
     settings = fresh_settings(kafka_broker, tmp_path / "lake")
     messages = list(generate(400, seed=7, dirt=Dirt(repeat_rate=0.2, misrouted_rate=0.02)))
     assert Counter(k for k, _ in messages) == {"pin": 400, "geo": 400, "user": 400}
-    produce(settings, messages, progress=False)
+    produce(messages, **kafka_target_args(settings), progress=False)
     send_raw(settings, [(kind, payload) for kind, payload, _ in BAD_RECORDS])
 
     run(spark, settings, ["kafka"], available_now=True)
@@ -91,7 +92,7 @@ def _job_env(settings) -> dict[str, str]:
 def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(kafka_broker, tmp_path):
     settings = fresh_settings(kafka_broker, tmp_path / "lake")
     messages = list(generate(600, seed=11, dirt=Dirt(repeat_rate=0.1, misrouted_rate=0.05)))
-    produce(settings, messages, progress=False)
+    produce(messages, **kafka_target_args(settings), progress=False)
     env = _job_env(settings)
     command = [sys.executable, "-m", "pinpipe.cli", "stream", "--sources", "kafka"]
     # Kill it once some batches have committed, but well before it could finish.
@@ -109,7 +110,7 @@ def test_sigkill_during_batch_0_of_a_latest_query_replays_the_same_range(kafka_b
     settings = fresh_settings(kafka_broker, tmp_path / "lake")
     before = list(generate(40, seed=21, dirt=Dirt(repeat_rate=0, misrouted_rate=0)))
     after = list(generate(60, seed=22, dirt=Dirt(repeat_rate=0, misrouted_rate=0), first_ind=1000))
-    produce(settings, before, progress=False)
+    produce(before, **kafka_target_args(settings), progress=False)
     env = {**_job_env(settings), "PINPIPE_STARTING_OFFSETS": "latest", "PINPIPE_MAX_OFFSETS_PER_TRIGGER": "100000"}
     checkpoint = tmp_path / "lake" / "_checkpoints" / "kafka"
     sent = []
@@ -117,7 +118,7 @@ def test_sigkill_during_batch_0_of_a_latest_query_replays_the_same_range(kafka_b
     def in_batch_0() -> bool:
         if not sent and (checkpoint / "metadata").exists():  # the query runs: send what batch 0 will hold
             time.sleep(1)
-            produce(settings, after, progress=False)
+            produce(after, **kafka_target_args(settings), progress=False)
             sent.append(True)
         return (checkpoint / "offsets" / "0").exists() and not (checkpoint / "commits" / "0").exists()
 
@@ -125,7 +126,7 @@ def test_sigkill_during_batch_0_of_a_latest_query_replays_the_same_range(kafka_b
     kill_when(command, env, tmp_path, in_batch_0)
     assert not (checkpoint / "commits" / "0").exists(), "kill did not land inside batch 0"
     more = list(generate(20, seed=23, dirt=Dirt(repeat_rate=0, misrouted_rate=0), first_ind=2000))
-    produce(settings, more, progress=False)  # the restart must not start from this new "latest"
+    produce(more, **kafka_target_args(settings), progress=False)  # the restart must not start from this new "latest"
     run_to_the_end(command + ["--available-now"], env, tmp_path)
     pins = sorted(r["ind"] for r in read_rows(settings, "pin"))
     assert pins == sorted(r["index"] for k, r in after + more if k == "pin")
