@@ -94,6 +94,10 @@ def stream(
     chosen = SOURCES if sources == "all" else _parse_list(sources, SOURCES, "source")
     spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
                                 driver_memory=settings.driver_memory)
+    from pinpipe.prometheus_service import metrics_settings
+    from streaming.metrics import start_metrics
+    start_metrics(spark, metrics_settings(settings), settings.kafka.bootstrap_servers and settings.kafka_config(),
+                  None if available_now else settings.trigger_interval)
     try:
         run(spark, settings, chosen, available_now=available_now, handle_signals=True, archive=archive)
     finally:
@@ -113,6 +117,9 @@ def batch(
     settings = get_settings()
     spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
                                 driver_memory=settings.driver_memory)
+    from pinpipe.prometheus_service import metrics_settings
+    from streaming.metrics import start_metrics
+    start_metrics(spark, metrics_settings(settings))
     try:
         run_batch(spark, settings, from_date, to_date, glob)
     finally:

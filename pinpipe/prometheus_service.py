@@ -1,0 +1,75 @@
+"""Prometheus on 127.0.0.1 with the project's scrape config and alert rules (deploy/prometheus/).
+
+`pinpipe local up` plugs :func:`local_command` into its services; the tests start Prometheus with
+:func:`prometheus_command` on a config made by :func:`render_config` (free ports, 1 s scrapes).
+Prometheus itself comes from Debian's ``prometheus`` package (it brings ``promtool``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streaming.metrics import MetricsSettings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROMETHEUS_DIR = PROJECT_ROOT / "deploy" / "prometheus"
+CONFIG_FILE = PROMETHEUS_DIR / "prometheus.yml"
+ALERTS_FILE = PROMETHEUS_DIR / "alerts.yml"
+INSTALL_HINT = "apt-get install -y prometheus (Debian's package; it brings promtool)"
+
+
+class PrometheusMissing(RuntimeError):
+    pass
+
+
+def binary(name: str = "prometheus") -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise PrometheusMissing(f"{name} is not installed: {INSTALL_HINT}")
+    return found
+
+
+def render_config(out_file: Path, targets: dict[str, list[str]] | None = None, scrape_interval: str | None = None,
+                  rule_files: list[Path] | None = None) -> Path:
+    """deploy/prometheus/prometheus.yml with other targets per job, scrape interval, rules (absolute paths)."""
+    config = yaml.safe_load(CONFIG_FILE.read_text())
+    if scrape_interval:
+        config["global"]["scrape_interval"] = scrape_interval
+        config["global"]["evaluation_interval"] = scrape_interval
+    for job in config["scrape_configs"]:
+        if targets and job["job_name"] in targets:
+            job["static_configs"] = [{"targets": list(targets[job["job_name"]])}]
+        if scrape_interval:
+            job.pop("scrape_interval", None)
+    config["rule_files"] = [str(p) for p in (rule_files or [ALERTS_FILE])]
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    return out_file
+
+
+def prometheus_command(config_file: Path, port: int, storage_dir: Path, host: str = "127.0.0.1") -> list[str]:
+    return [binary(), f"--config.file={config_file}", f"--web.listen-address={host}:{port}",
+            f"--storage.tsdb.path={storage_dir}", "--storage.tsdb.retention.time=2d", "--web.enable-lifecycle",
+            "--log.level=warn"]
+
+
+def local_command(port: int, state_dir: Path) -> list[str]:
+    """For `pinpipe local up`: Prometheus on 127.0.0.1:port scraping the job on its default port."""
+    config = render_config(state_dir / "prometheus.yml")
+    return prometheus_command(config, port, state_dir / "prometheus-data")
+
+
+class _MetricsFromEnvironment(BaseSettings):
+    # Until the shell's Settings nests MetricsSettings as `Settings.metrics`: the same variables.
+    model_config = SettingsConfigDict(env_prefix="PINPIPE_", env_nested_delimiter="__", extra="ignore")
+    metrics: MetricsSettings = MetricsSettings()
+
+
+def metrics_settings(settings) -> MetricsSettings:
+    """``settings.metrics`` (PINPIPE_METRICS__HOST / __PORT)."""
+    nested = getattr(settings, "metrics", None)
+    return nested if isinstance(nested, MetricsSettings) else _MetricsFromEnvironment().metrics
