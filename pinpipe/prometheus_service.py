@@ -7,6 +7,8 @@ Prometheus itself comes from Debian's ``prometheus`` package (it brings ``promto
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -73,3 +75,59 @@ def metrics_settings(settings) -> MetricsSettings:
     """``settings.metrics`` (PINPIPE_METRICS__HOST / __PORT)."""
     nested = getattr(settings, "metrics", None)
     return nested if isinstance(nested, MetricsSettings) else _MetricsFromEnvironment().metrics
+
+
+# -- what the dashboard and the alerts query (checked against a live Prometheus by the tests) --
+
+DASHBOARD_FILE = PROJECT_ROOT / "deploy" / "grafana" / "dashboards" / "pinpipe.json"
+# Grafana's variables, as a live Prometheus should see them: every query, a 1-minute rate window.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$query": ".+"}
+_COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)(?!\s*bool\b)")
+
+
+def dashboard_queries(dashboard_file: Path = DASHBOARD_FILE) -> dict[str, str]:
+    """{'<panel title> [<refId>]': PromQL with Grafana's variables filled in} for every panel target."""
+    dashboard = json.loads(dashboard_file.read_text())
+    queries = {}
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets") or []:
+            expr = target["expr"]
+            for name, value in GRAFANA_VARIABLES.items():
+                expr = expr.replace(name, value)
+            queries[f"{panel['title']} [{target['refId']}]"] = expr
+    return queries
+
+
+def alert_queries(alerts_file: Path = ALERTS_FILE) -> dict[str, str]:
+    """{alert name: its expression}."""
+    groups = yaml.safe_load(alerts_file.read_text())["groups"]
+    return {rule["alert"]: rule["expr"].strip() for group in groups for rule in group["rules"] if "alert" in rule}
+
+
+def with_bool(expr: str) -> str:
+    """An alert expression whose comparisons keep every series (as 0/1) instead of filtering them.
+
+    A healthy job's alert returns nothing; with ``bool`` it returns one series per thing it
+    watches, which proves every metric and label it joins on is exported. Label matchers
+    (``{a!="b"}``) and strings are left alone.
+    """
+    out, depth, quote, i = [], 0, None, 0
+    while i < len(expr):
+        char = expr[i]
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "\"'`":
+            quote = char
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+        elif depth == 0:
+            match = _COMPARISON.match(expr, i)
+            if match:
+                out.append(match.group(1) + " bool")
+                i = match.end()
+                continue
+        out.append(char)
+        i += 1
+    return "".join(out)
