@@ -64,7 +64,6 @@ class KafkaOptions:
     fail_on_data_loss: bool
     include_headers: bool
     poll_timeout_s: float
-    commit_group: str | None = None  # opt-in: also commit each processed batch's end offsets to this group
 
     @classmethod
     def parse(cls, options) -> "KafkaOptions":
@@ -102,7 +101,6 @@ class KafkaOptions:
             fail_on_data_loss=str(get("failOnDataLoss") or "true").lower() == "true",
             include_headers=str(get("includeHeaders") or "false").lower() == "true",
             poll_timeout_s=float(get("pollTimeoutMs") or 120_000) / 1000,
-            commit_group=get("commitOffsetsToGroup") or None,
         )
 
 
@@ -251,12 +249,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return read_range(partition)
 
     def commit(self, end: Offsets) -> None:
-        # The Spark checkpoint is the truth. Spark calls this once the batch ending at `end` is in
-        # the sink, so a consumer group given these offsets shows lag tools (Burrow, ...) this job's lag.
-        if self.options.commit_group:
-            from streaming.metrics import commit_offsets_to_group
-
-            commit_offsets_to_group(self.options.client_config, self.options.commit_group, end)
+        pass  # the Spark checkpoint is the truth; nothing to tell the broker
 
     def stop(self) -> None:
         if self._metadata_client is not None:

@@ -435,12 +435,10 @@ def spark_metrics_conf() -> dict[str, str]:
 # -- lag tools ------------------------------------------------------------------------------
 
 def commit_offsets_to_group(client_config: Mapping[str, str], group: str, end: Mapping[str, Mapping[str, int]]) -> None:
-    """Commit a processed batch's end offsets to a consumer group (Spark's own source never does),
+    """Commit a processed batch's end offsets to a consumer group (Spark's Kafka source never does),
     so that Burrow, kafka-lag-exporter or ``kafka-consumer-groups`` see this job's lag too.
-
-    Best effort: the Spark checkpoint stays the truth, so a failed commit is logged, not raised.
     """
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    from confluent_kafka import Consumer, TopicPartition
 
     offsets = [TopicPartition(topic, int(partition), int(offset))
                for topic, partitions in end.items() for partition, offset in partitions.items()]
@@ -449,7 +447,53 @@ def commit_offsets_to_group(client_config: Mapping[str, str], group: str, end: M
     consumer = Consumer({**client_config, "group.id": group, "enable.auto.commit": False})
     try:
         consumer.commit(offsets=offsets, asynchronous=False)
-    except KafkaException as error:
-        log.warning("could not commit offsets to consumer group %s: %s", group, error)
     finally:
         consumer.close()
+
+
+class ConsumerGroupCommitter(StreamingQueryListener):
+    """Opt-in: after each batch of the given queries, commit its Kafka end offsets to ``group``.
+
+    A progress report is sent once the batch is in Delta and in the checkpoint's commit log, so the
+    group never runs ahead of the tables. (The source's own ``commit(end)`` hook would be one batch
+    late: Spark calls it when it plans the *next* batch, so an idle job would show its last batch as
+    lag for ever.) Best effort: the Spark checkpoint stays the truth; a failed commit is logged.
+    """
+
+    def __init__(self, client_config: Mapping[str, str], group: str, queries: Iterable[str] = ("kafka",)) -> None:
+        self.client_config, self.group, self.queries = dict(client_config), group, set(queries)
+        self._committed: dict[str, object] = {}
+
+    def onQueryStarted(self, event) -> None:
+        pass
+
+    def onQueryIdle(self, event) -> None:
+        pass
+
+    def onQueryTerminated(self, event) -> None:
+        pass
+
+    def onQueryProgress(self, event) -> None:
+        progress = event.progress
+        if progress.name not in self.queries:
+            return
+        for source in progress.sources:
+            end = _json(source.endOffset)
+            if source_kind(source.description, end) != "kafka" or not end or self._committed.get(progress.name) == end:
+                continue
+            try:
+                commit_offsets_to_group(self.client_config, self.group, end)
+                self._committed[progress.name] = end
+            except Exception:  # noqa: BLE001
+                log.warning("could not commit %s's offsets to consumer group %s", progress.name, self.group,
+                            exc_info=True)
+
+
+def start_group_commits(spark, client_config: Mapping[str, str], group: str | None,
+                        queries: Iterable[str] = ("kafka",)) -> ConsumerGroupCommitter | None:
+    """What `pinpipe stream` calls when PINPIPE_KAFKA__COMMIT_GROUP is set (None: off)."""
+    if not group:
+        return None
+    committer = ConsumerGroupCommitter(client_config, group, queries)
+    spark.streams.addListener(committer)
+    return committer
