@@ -145,7 +145,7 @@ def test_prometheus_sees_rows_quarantine_and_lag_and_every_panel_and_alert_has_s
         healthy = firing - {"PinpipeBatchSlowerThanTrigger", "PinpipeProcessingBelowInput"}
         assert not healthy, f"a healthy, caught-up job fires {healthy}"
     finally:
-        os.killpg(job.pid, signal.SIGTERM)
+        job.send_signal(signal.SIGTERM)  # the CLI alone (its JVM must live until spark.stop())
         try:
             job.wait(60)
         except subprocess.TimeoutExpired:
