@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -141,7 +142,7 @@ def main() -> None:
     records = generate(10_000_000, seed=3, dirt=Dirt())  # an endless supply: posting stops on time
     try:
         def settings_for(name: str) -> Settings:
-            settings = Settings(prefix=f"lat{name}{uuid.uuid4().hex[:6]}", lake=str(work / f"lake-{name}"),
+            settings = Settings(prefix=f"lat-{name.split()[0]}-{uuid.uuid4().hex[:6]}", lake=str(work / f"lake-{name.split()[0]}"),
                                 kafka={"bootstrap_servers": broker, "one_message_per_batch": True},
                                 trigger_interval=args.trigger, starting_offsets="latest")
             ensure_topics(settings, partitions=2)
@@ -178,9 +179,11 @@ def main() -> None:
             return start_query(spark, settings, "kafka", available_now=False, sink=sink,
                                envelope=kafka_envelope(read_kafka(spark, settings)))
 
-        print(f"posting {args.rate:,.0f} records/s, trigger {args.trigger!r}, warm-up {args.warmup:.0f}s per phase")
+        print(f"posting {args.rate:,.0f} records/s, trigger {args.trigger!r}, warm-up {args.warmup:.0f}s per phase; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (others' work slows both phases)")
         floor = measure("floor (collect only)", floor_query, args.floor_seconds)
         pipeline = measure("pipeline (clean + 4 Delta commits)", pipeline_query, args.seconds)
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
         print(f"pipeline / floor: p50 {pipeline['p50'] / floor['p50']:.2f}x, p95 {pipeline['p95'] / floor['p95']:.2f}x; "
               f"pipeline p95 {pipeline['p95']:.2f}s (goal < 3 s: {'met' if pipeline['p95'] < 3 else 'NOT met'})")
     finally:
