@@ -181,3 +181,33 @@ def test_a_consumer_group_sees_the_offsets_the_job_committed(spark, kafka_broker
     finally:
         spark.streams.removeListener(committer)
         reader.close()
+
+
+def test_the_local_prometheus_loads_every_alert_and_scrapes_the_job_port(tmp_path):
+    from pinpipe.prometheus_service import local_command
+
+    port = free_port()
+    process = subprocess.Popen(local_command(port, tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        prometheus = Prometheus(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{prometheus.url}/api/v1/rules", timeout=2) as response:
+                    rules = json.load(response)["data"]["groups"]
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "Prometheus did not start"
+                time.sleep(0.2)
+        assert {rule["name"] for group in rules for rule in group["rules"]} == set(alert_queries())
+        targets = []
+        while not targets and time.monotonic() < deadline:  # scrape targets appear a moment after the rules
+            with urllib.request.urlopen(f"{prometheus.url}/api/v1/targets", timeout=5) as response:
+                targets = json.load(response)["data"]["activeTargets"]
+            time.sleep(0.2)
+        assert {(t["labels"]["job"], t["labels"]["instance"]) for t in targets} == {
+            ("pinpipe", "127.0.0.1:9108"), ("pinpipe-api", "127.0.0.1:9109")}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
