@@ -110,13 +110,14 @@ def stream(
     archive: Annotated[bool, typer.Option("--archive", help="Also copy every Kafka record to the raw archive")] = False,
 ) -> None:
     """Run the streaming job: sources -> cleaning -> Delta tables, until stopped."""
-    from pinpipe.pipeline import SOURCES, run_stream
+    from pinpipe.pipeline import SOURCES, run_stream, start_observability
     from pinpipe.spark import build_spark_session
 
     settings = get_settings()
     chosen = SOURCES if sources == "all" else _parse_list(sources, SOURCES, "source")
     spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
                                 driver_memory=settings.driver_memory)
+    start_observability(spark, settings, available_now, kafka="kafka" in chosen)
     try:
         run_stream(spark, settings, chosen, available_now=available_now, handle_signals=True, archive=archive)
     finally:
@@ -130,12 +131,13 @@ def batch(
     glob: Annotated[str | None, typer.Option(help="Backfill: objects whose key matches this glob")] = None,
 ) -> None:
     """The batch path: process the raw archive's new objects (or a backfill range), then exit."""
-    from pinpipe.pipeline import run_batch
+    from pinpipe.pipeline import run_batch, start_observability
     from pinpipe.spark import build_spark_session
 
     settings = get_settings()
     spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
                                 driver_memory=settings.driver_memory)
+    start_observability(spark, settings, available_now=True, kafka=False)
     try:
         run_batch(spark, settings, from_date, to_date, glob)
     finally:

@@ -24,6 +24,8 @@ from schemas.errors import PinpipeError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NODE_SERVICES_DIR = PROJECT_ROOT / "deploy" / "local"
 SERVICES = ("kafka", "kinesis", "s3")  # `local up`; "kinesis-mock" is started by the resharding tests
+# `local up` also starts Prometheus (deploy/prometheus/) where Debian's prometheus is installed.
+OPTIONAL_SERVICES = ("prometheus",)
 
 
 @dataclass
@@ -82,6 +84,20 @@ def _kinesis_mock_env(port: int) -> dict[str, str]:
             "SHARD_LIMIT": "1000", "LOG_LEVEL": "WARN"}
 
 
+def _prometheus_command(port: int) -> list[str]:
+    from pinpipe.prometheus_service import local_command
+
+    state_dir = Path(os.environ.get("PINPIPE_LOCAL_STATE", ".pinpipe/local")).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return local_command(port, state_dir)
+
+
+def prometheus_available() -> bool:
+    import shutil
+
+    return shutil.which("prometheus") is not None
+
+
 def _s3_command(port: int) -> list[str]:
     return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
 
@@ -111,6 +127,7 @@ def _http_ready(endpoint: str) -> bool:
 
 _COMMANDS: dict[str, Callable[[int], list[str]]] = {
     "kafka": _kafka_command, "kinesis": _kinesis_command, "s3": _s3_command, "kinesis-mock": _kinesis_mock_command,
+    "prometheus": _prometheus_command,
 }
 _ENVIRONMENTS: dict[str, Callable[[int], dict[str, str]]] = {"kinesis-mock": _kinesis_mock_env}
 
@@ -122,6 +139,8 @@ def _endpoint(name: str, port: int) -> str:
 def _ready(name: str, endpoint: str) -> bool:
     if name == "kafka":
         return _kafka_ready(endpoint)
+    if name == "prometheus":
+        return _http_ready(endpoint + "/-/ready")
     return _kinesis_ready(endpoint) if name.startswith("kinesis") else _http_ready(endpoint)
 
 
@@ -233,6 +252,8 @@ def settings_env(services: dict[str, RunningService]) -> dict[str, str]:
 
 
 def up(state_dir: Path, names: tuple[str, ...] = SERVICES) -> dict[str, RunningService]:
+    if names == SERVICES and prometheus_available():
+        names = (*names, "prometheus")
     services = {name: start_service(name, state_dir) for name in names}
     env_file = state_dir / "services.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in settings_env(services).items()))
@@ -240,11 +261,11 @@ def up(state_dir: Path, names: tuple[str, ...] = SERVICES) -> dict[str, RunningS
 
 
 def down(state_dir: Path) -> list[str]:
-    stopped = [name for name in (*SERVICES, "kinesis-mock") if stop_service(name, state_dir)]
+    stopped = [name for name in (*SERVICES, *OPTIONAL_SERVICES, "kinesis-mock") if stop_service(name, state_dir)]
     (state_dir / "services.env").unlink(missing_ok=True)
     return stopped
 
 
 def status(state_dir: Path) -> dict[str, RunningService | None]:
-    return {name: read_state(state_dir, name) for name in SERVICES}
+    return {name: read_state(state_dir, name) for name in (*SERVICES, *OPTIONAL_SERVICES)}
 

@@ -112,3 +112,13 @@ def run_batch(spark: SparkSession, settings: Settings, modified_after: str | Non
     """The batch path over the archive (a backfill when a date range or a glob is given)."""
     run_archive_batch(spark, archive_options(settings), settings.checkpoint_path("batch"),
                       sink_factory(spark, settings), Backfill(modified_after, modified_before, path_glob))
+
+
+def start_observability(spark: SparkSession, settings: Settings, available_now: bool, kafka: bool) -> None:
+    """Prometheus metrics (PINPIPE_METRICS__PORT, 0 = off) and, opt-in, consumer-group commits."""
+    from streaming.metrics import start_group_commits, start_metrics
+
+    kafka_config = settings.kafka_config() if kafka and settings.kafka.bootstrap_servers else None
+    start_metrics(spark, settings.metrics, kafka_config, None if available_now else settings.trigger_interval)
+    if kafka_config and settings.kafka.commit_group:
+        start_group_commits(spark, kafka_config, settings.kafka.commit_group)

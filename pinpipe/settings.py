@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.config import ApiSettings
+from streaming.metrics import MetricsSettings
 from schemas.contracts import KINDS, stream_name, topic_name
 from schemas.errors import PinpipeError
 from streaming.tables import checkpoint_path, table_path
@@ -33,6 +34,9 @@ class KafkaSettings(BaseModel):
     # tansu reports the high watermark as the base offset of the last batch + 1, so producers of
     # the local profile send one message per batch. Harmless (only slower) on a real broker.
     one_message_per_batch: bool = False
+    # Opt-in: commit each processed batch's end offsets to this consumer group after its Delta commit,
+    # so lag tools (Burrow, kafka-lag-exporter) see the job (Spark's Kafka source never commits).
+    commit_group: str | None = None
 
 
 class KinesisSettings(BaseModel):
@@ -69,6 +73,7 @@ class Settings(BaseSettings):
     kinesis: KinesisSettings = Field(default_factory=KinesisSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     api: ApiSettings = Field(default_factory=ApiSettings)  # the ingest API (`pinpipe api`)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # Prometheus /metrics (port 0 = off)
     # Processing-time trigger of `pinpipe stream` (Spark interval string).
     trigger_interval: str = Field("10 seconds", pattern=r"^\d+ (milliseconds?|seconds?|minutes?|hours?)$")
     # Per-micro-batch row cap of each source (Spark's maxOffsetsPerTrigger): bounds the driver's memory.

@@ -34,6 +34,7 @@ from pyspark.sql.window import Window
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from schemas.contracts import KINDS, TABLES
+from streaming.metrics import record_commit
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ class DeltaRsSink(_AppIdMixin):
                 source = rows if table == "quarantine" else latest_per_key(rows)
                 write_deltalake(self._path(table), source, mode="append", schema_mode="merge",
                                 storage_options=self.storage_options, commit_properties=commit)
+                record_commit(self.query_name, table, rows, 0)
                 return
             if table == "quarantine":
                 # Keyed by the record's coordinates: a backfill that meets a bad record again adds nothing.
@@ -159,6 +161,7 @@ class DeltaRsSink(_AppIdMixin):
                     .when_not_matched_insert_all()
                 )
             merger.execute()
+            record_commit(self.query_name, table, rows, target.version())
         except CommitFailedError as error:  # another query committed first: re-read and retry
             raise _CommitConflict(str(error)) from error
         except DeltaError as error:

@@ -1,0 +1,195 @@
+"""Post-to-committed-row latency of a running stream (1 s trigger), against the trigger's own floor.
+
+A rate-limited producer posts the emulator's records to Kafka at --rate records/s for --seconds;
+a streaming query with a processing-time trigger (--trigger) runs the pipeline (cleaning, the
+four Delta commits). Each record's latency is the time from its produce() call to the moment the
+batch holding it has committed all four tables, matched exactly by (topic, partition, offset).
+
+The floor, measured in the same run and the same SparkSession before the pipeline: the same
+source, trigger and posting rate, with a sink that only collects the batch's coordinates (no
+cleaning, no Delta). What the pipeline adds is the difference.
+
+    .venv/bin/python benchmarks/latency.py                         # 1,000 records/s for 60 s
+    .venv/bin/python benchmarks/latency.py --rate 500 --seconds 20
+
+Each phase starts with an untimed warm-up (--warmup seconds of posts) so that the JVM's JIT and
+the first batches' start-up costs are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+from confluent_kafka import Producer  # noqa: E402
+
+from emulator.generator import Dirt, generate  # noqa: E402
+from emulator.kafka_target import ensure_topics  # noqa: E402
+from pinpipe import local  # noqa: E402
+from pinpipe.settings import Settings  # noqa: E402
+from pinpipe.spark import build_spark_session  # noqa: E402
+from schemas.contracts import KINDS, TABLES  # noqa: E402
+from streaming.delta_sink import DeltaRsSink, table_rows  # noqa: E402
+from streaming.job import kafka_envelope, read_kafka, start_query  # noqa: E402
+
+Coordinate = tuple[str, int, int]  # topic, partition, offset
+
+
+class Clock:
+    """Post times by coordinate (known at delivery) and commit times by coordinate (known at commit)."""
+
+    def __init__(self) -> None:
+        self.posted: dict[Coordinate, float] = {}
+        self.committed: dict[Coordinate, float] = {}
+        self.lock = threading.Lock()
+
+    def commit(self, topics, partitions, offsets) -> None:
+        now = time.time()
+        with self.lock:
+            for coordinate in zip(topics, partitions, offsets):
+                self.committed.setdefault(coordinate, now)
+
+    def latencies(self, since: float) -> tuple[np.ndarray, int]:
+        """Latencies of the records posted after ``since``; and how many of them never committed."""
+        with self.lock:
+            measured = {c: t for c, t in self.posted.items() if t >= since}
+            done = [self.committed[c] - t for c, t in measured.items() if c in self.committed]
+        return np.array(done), len(measured) - len(done)
+
+
+class TimedSink(DeltaRsSink):
+    """The pipeline's delta-rs sink, noting when each record's batch has committed all its tables."""
+
+    def __init__(self, clock: Clock, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+
+    def write_arrow(self, routed: pa.Table, batch_id: int) -> None:
+        super().write_arrow(routed, batch_id)
+        for table in TABLES:
+            rows = table_rows(routed, table)
+            prefix = "" if table == "quarantine" else "_"
+            self.clock.commit(rows.column(f"{prefix}source_name").to_pylist(),
+                              [int(p) for p in rows.column(f"{prefix}source_partition").to_pylist()],
+                              [int(o) for o in rows.column(f"{prefix}source_position").to_pylist()])
+
+
+def post(settings: Settings, clock: Clock | None, rate: float, seconds: float, records) -> int:
+    """Produce at ``rate`` records/s for ``seconds``; note each record's post time (when ``clock``)."""
+    producer = Producer({**settings.kafka_config(), "linger.ms": 0, "batch.num.messages": 1, "acks": "all"})
+    sent = 0
+    started = time.perf_counter()
+
+    def delivered(posted_at: float):
+        def callback(error, message) -> None:
+            if error is None and clock is not None:
+                with clock.lock:
+                    clock.posted[(message.topic(), message.partition(), message.offset())] = posted_at
+        return callback
+
+    for kind, record in records:
+        due = started + sent / rate
+        if due > started + seconds:
+            break
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        key = str(record.get("ind", record.get("index", ""))).encode()
+        producer.produce(settings.topic(kind), value=json.dumps(record).encode(), key=key,
+                         on_delivery=delivered(time.time()))
+        producer.poll(0)
+        sent += 1
+    assert producer.flush(60) == 0, "records left undelivered"
+    return sent
+
+
+def wait_committed(clock: Clock, since: float, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and clock.latencies(since)[1]:
+        time.sleep(0.2)
+
+
+def summary(name: str, latencies: np.ndarray, missing: int) -> dict[str, float]:
+    p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) if len(latencies) else (np.nan,) * 3
+    print(f"{name:32} {len(latencies):7d} records  p50 {p50:6.2f}s  p95 {p95:6.2f}s  p99 {p99:6.2f}s  "
+          f"max {latencies.max() if len(latencies) else np.nan:6.2f}s" + (f"  ({missing} never committed)" if missing else ""))
+    return {"p50": p50, "p95": p95, "p99": p99}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=1000, help="records posted per second")
+    parser.add_argument("--seconds", type=float, default=60, help="measured posting time of the pipeline")
+    parser.add_argument("--floor-seconds", type=float, default=20, help="measured posting time of the floor")
+    parser.add_argument("--warmup", type=float, default=10, help="untimed posting before each measurement")
+    parser.add_argument("--trigger", default="1 second")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="pinpipe-latency-"))
+    spark = build_spark_session(app_name="latency-bench")
+    broker = local.start_service("kafka", work / "services").endpoint
+    records = generate(10_000_000, seed=3, dirt=Dirt())  # an endless supply: posting stops on time
+    try:
+        def settings_for(name: str) -> Settings:
+            settings = Settings(prefix=f"lat-{name.split()[0]}-{uuid.uuid4().hex[:6]}", lake=str(work / f"lake-{name.split()[0]}"),
+                                kafka={"bootstrap_servers": broker, "one_message_per_batch": True},
+                                trigger_interval=args.trigger, starting_offsets="latest")
+            ensure_topics(settings, partitions=2)
+            return settings
+
+        def measure(name: str, query_for, seconds: float) -> dict[str, float]:
+            settings = settings_for(name)
+            clock = Clock()
+            query = query_for(settings, clock)
+            try:
+                while not query.recentProgress:  # the query has planned its start offsets
+                    time.sleep(0.2)
+                post(settings, None, args.rate, args.warmup, records)
+                since = time.time()
+                sent = post(settings, clock, args.rate, seconds, records)
+                wait_committed(clock, since)
+                latencies, missing = clock.latencies(since)
+                print(f"{name}: posted {sent} records in {seconds:.0f}s ({sent / seconds:,.0f}/s)")
+                return summary(name, latencies, missing)
+            finally:
+                query.stop()
+
+        def floor_query(settings: Settings, clock: Clock):
+            def collect(batch, _batch_id):
+                coordinates = batch.select("topic", "partition", "offset").toArrow()
+                clock.commit(*(coordinates.column(c).to_pylist() for c in ("topic", "partition", "offset")))
+
+            return (read_kafka(spark, settings).writeStream.queryName("floor")
+                    .option("checkpointLocation", str(work / "checkpoint-floor"))
+                    .trigger(processingTime=args.trigger).foreachBatch(collect).start())
+
+        def pipeline_query(settings: Settings, clock: Clock):
+            sink = TimedSink(clock, settings.lake, "kafka")
+            return start_query(spark, settings, "kafka", available_now=False, sink=sink,
+                               envelope=kafka_envelope(read_kafka(spark, settings)))
+
+        print(f"posting {args.rate:,.0f} records/s, trigger {args.trigger!r}, warm-up {args.warmup:.0f}s per phase; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (others' work slows both phases)")
+        floor = measure("floor (collect only)", floor_query, args.floor_seconds)
+        pipeline = measure("pipeline (clean + 4 Delta commits)", pipeline_query, args.seconds)
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+        print(f"pipeline / floor: p50 {pipeline['p50'] / floor['p50']:.2f}x, p95 {pipeline['p95'] / floor['p95']:.2f}x; "
+              f"pipeline p95 {pipeline['p95']:.2f}s (goal < 3 s: {'met' if pipeline['p95'] < 3 else 'NOT met'})")
+    finally:
+        spark.stop()
+        local.stop_service("kafka", work / "services")
+
+
+if __name__ == "__main__":
+    main()
