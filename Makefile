@@ -8,7 +8,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := deploy/local/node_modules/.installed
 DEMO_POSTS ?= 5000
 
-.PHONY: install airflow-venv demo test test-unit bench clean
+.PHONY: install system-packages airflow-venv demo test test-unit bench clean
 
 $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,14 +34,31 @@ airflow-venv: $(AIRFLOW_STAMP)
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
+# Debian packages the tests use for real: Prometheus + promtool (metrics, alerts) and Chromium (the
+# report's page test). Installed only where missing; needs root (as in CI).
+SYSTEM_STAMP := .pinpipe/system-packages.installed
+$(SYSTEM_STAMP):
+	@missing=""; command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+	mkdir -p .pinpipe && touch $@
+
+system-packages: $(SYSTEM_STAMP)
+
 # The whole pipeline on the embedded services, from an empty lake: emulator -> Kafka + Kinesis -> Spark -> Delta.
+API_PORT ?= 8089
 demo: install
 	rm -rf demo-lake
 	$(PINPIPE) local up
-	set -e; trap '$(PINPIPE) local down' EXIT; \
-	export PINPIPE_LAKE=demo-lake; \
-	$(PINPIPE) emulate --target kafka --records $(DEMO_POSTS) --seed 42; \
+	set -e; export PINPIPE_LAKE=demo-lake; \
+	$(PINPIPE) api --port $(API_PORT) > .pinpipe/local/api.log 2>&1 & api=$$!; \
+	trap 'kill $$api; wait $$api || true; $(PINPIPE) local down' EXIT; \
+	for i in $$(seq 150); do curl -sf http://127.0.0.1:$(API_PORT)/health >/dev/null && break; sleep 0.2; done; \
+	echo "posting through the ingest API (Kafka REST Proxy v2 contract) at http://127.0.0.1:$(API_PORT) (docs: /docs)"; \
+	$(PINPIPE) emulate --mode batch --target api --api-url http://127.0.0.1:$(API_PORT) --records $(DEMO_POSTS) --seed 42; \
 	$(PINPIPE) emulate --target kinesis --records $(DEMO_POSTS) --seed 42; \
+	echo "and a few through the API's Kinesis contract (API Gateway proxy), one record at a time:"; \
+	$(PINPIPE) emulate --mode stream --target api --api-url http://127.0.0.1:$(API_PORT) --records 100 --rate 300 --seed 42 --no-progress; \
 	$(PINPIPE) stream --available-now --archive; \
 	$(PINPIPE) show; \
 	echo "raw archive: $$(find demo-lake/raw -name '*.json' | wc -l) objects under demo-lake/raw/topics"; \
@@ -49,7 +66,7 @@ demo: install
 	PINPIPE_LAKE=demo-lake/batch PINPIPE_ARCHIVE=demo-lake/raw $(PINPIPE) batch; \
 	PINPIPE_LAKE=demo-lake/batch $(PINPIPE) show --rows 0
 
-test: install $(AIRFLOW_STAMP)
+test: install $(AIRFLOW_STAMP) $(SYSTEM_STAMP)
 	$(PY) -m pytest
 
 test-unit: install
@@ -59,6 +76,11 @@ bench: install
 	$(PY) benchmarks/kafka_to_delta.py
 	$(PY) benchmarks/kinesis_source.py
 	$(PY) benchmarks/batch_archive.py
+	$(PY) benchmarks/memory_backlog.py
+	$(PY) benchmarks/latency.py
+	$(PY) benchmarks/api_throughput.py --batched
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
+	$(PY) benchmarks/api_load.py
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) deploy/local/node_modules demo-lake .pinpipe

@@ -13,9 +13,7 @@ import shutil
 from pathlib import Path
 
 import yaml
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from streaming.metrics import MetricsSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = PROJECT_ROOT / "deploy" / "prometheus"
