@@ -44,6 +44,10 @@ def kinesis_options(settings: Settings) -> dict[str, str | None]:
         "maxRecordsPerFetch": kinesis.max_records_per_fetch, "shardFetchInterval": kinesis.shard_fetch_interval,
         "awsAccessKey": kinesis.access_key, "awsSecretKey": kinesis.secret_key, "roleArn": kinesis.role_arn,
         "maxRecordsPerTrigger": settings.max_offsets_per_trigger,
+        # None leaves the source's default (maxBytesPerTrigger 64 MiB, failOnDataLoss true)
+        "maxBytesPerTrigger": getattr(kinesis, "max_bytes_per_trigger", None),
+        "failOnDataLoss": getattr(settings, "fail_on_data_loss", None),
+        "stsEndpoint": getattr(kinesis, "sts_endpoint", None),
     }
 
 
