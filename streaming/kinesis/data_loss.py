@@ -6,7 +6,10 @@ shard's trim horizon. With ``failOnDataLoss`` (the default) the query fails with
 the stream, the shard and the positions; with ``failOnDataLoss=false`` a warning is logged and the
 query goes on (from the shard's trim horizon, or without the shard). Like Spark's, the check can
 raise a false alarm: Kinesis sequence numbers have gaps, so when the last consumed record has
-expired the source cannot tell whether records between it and the trim horizon existed.
+expired the source cannot tell whether records between it and the trim horizon existed. A running
+query does not raise it for an idle shard: a shard reader that found nothing after the position
+less than 24 hours ago (the least retention) knows that nothing after it can have expired. A
+query restarted after more than the retention can.
 """
 
 from __future__ import annotations

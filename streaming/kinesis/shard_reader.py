@@ -13,6 +13,9 @@ from streaming.kinesis.positions import TRIM_HORIZON, is_after, is_at_or_before,
 from streaming.kinesis.records import user_records
 
 
+MIN_RETENTION_S = 24 * 3600  # Kinesis keeps a record at least this long
+
+
 class KinesisStreamNotFoundError(StreamNotFoundError):
     pass
 
@@ -48,6 +51,7 @@ class ShardReader:
     def __init__(self, client, options: KinesisOptions, stream: str, shard: str) -> None:
         self.client, self.options, self.stream, self.shard = client, options, stream, shard
         self._last_call = 0.0
+        self._caught_up: tuple[dict, float] | None = None  # (position, wall time) of the last read that caught up
 
     def _iterator(self, position: dict) -> tuple[str | None, str | None]:
         """A shard iterator for ``position`` (None when an AT_TIMESTAMP position has nothing yet), and
@@ -78,6 +82,11 @@ class ShardReader:
             raise
 
     def _lost(self, position: dict, why: str) -> None:
+        seen = self._caught_up
+        if seen is not None and seen[0] == position and time.time() - seen[1] < MIN_RETENTION_S:
+            # This reader saw nothing after ``position`` less than a retention ago: whatever came
+            # after it is younger than that and still there (an idle shard whose last record expired).
+            return
         report_data_loss(
             f"Kinesis stream {self.stream!r}, shard {self.shard}: the records after sequence number "
             f"{position['seq']} (sub-sequence {position['sub']}) may be gone: {why}",
@@ -146,5 +155,6 @@ class ShardReader:
             if iterator is None:
                 result.closed = True
             elif len(response["Records"]) < limit and (response.get("MillisBehindLatest") or 0) == 0:
+                self._caught_up = (dict(result.position), time.time())
                 break  # caught up with the open shard
         return result
