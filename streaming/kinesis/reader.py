@@ -51,7 +51,7 @@ from streaming.kinesis.read_ahead import ReadAhead
 from streaming.kinesis.records import SCHEMA, to_arrow
 from streaming.kinesis.shard_reader import Budget, KinesisStreamNotFoundError, ShardRead, ShardReader
 
-READ_AHEAD_CHUNKS = 2  # per shard, each of at most the batch's per-shard row cap
+READ_AHEAD_CHUNKS = 2  # per shard, each within the batch's per-shard budget (rows and bytes)
 
 
 class KinesisDataSource(DataSource):
