@@ -33,6 +33,7 @@ def kafka_options(settings: Settings) -> dict[str, str | None]:
     return {
         "subscribe": ",".join(settings.topics), "startingOffsets": settings.starting_offsets,
         "maxOffsetsPerTrigger": settings.max_offsets_per_trigger,
+        "failOnDataLoss": str(settings.fail_on_data_loss).lower(),
         **{f"kafka.{key}": value for key, value in settings.kafka_config().items()},
     }
 
@@ -45,6 +46,8 @@ def kinesis_options(settings: Settings) -> dict[str, str | None]:
         "maxRecordsPerFetch": kinesis.max_records_per_fetch, "shardFetchInterval": kinesis.shard_fetch_interval,
         "awsAccessKey": kinesis.access_key, "awsSecretKey": kinesis.secret_key, "roleArn": kinesis.role_arn,
         "maxRecordsPerTrigger": settings.max_offsets_per_trigger,
+        "maxBytesPerTrigger": kinesis.max_bytes_per_trigger, "failOnDataLoss": str(settings.fail_on_data_loss).lower(),
+        "stsEndpoint": kinesis.sts_endpoint,
     }
 
 

@@ -49,6 +49,9 @@ class KinesisSettings(BaseModel):
     initial_position: Literal["trim_horizon", "earliest", "latest"] = "trim_horizon"
     max_records_per_fetch: int = Field(10_000, gt=0, le=10_000)
     shard_fetch_interval: str = Field("200ms", pattern=r"^\d+(\.\d+)?(ms|s)$")
+    # Bytes (data + partition key) one micro-batch may hold in the driver's read-ahead.
+    max_bytes_per_trigger: int = Field(64 * 1024 * 1024, gt=0)
+    sts_endpoint: str | None = None  # for role_arn: STS endpoint (e.g. a VPC endpoint); unset: boto3's
 
 
 class S3Settings(BaseModel):
@@ -79,6 +82,9 @@ class Settings(BaseSettings):
     # Per-micro-batch row cap of each source (Spark's maxOffsetsPerTrigger): bounds the driver's memory.
     max_offsets_per_trigger: int = Field(100_000, gt=0)
     starting_offsets: str = "earliest"
+    # Records a query still needed are gone (retention, a recreated topic/stream): fail (Spark's default),
+    # or log a warning and go on.
+    fail_on_data_loss: bool = True
     # Raw archive (Connect S3 sink layout): a folder or s3://bucket/prefix; default <lake>/raw.
     archive: str | None = None
     archive_max_records: int = Field(10_000, gt=0)       # records per archive object, at most

@@ -3,13 +3,15 @@
 Open-source Spark has no Kinesis source for Python (the awslabs connector is JVM-only and has no
 availableNow). This reader uses the Databricks Kinesis source's option names where they exist
 (``streamName``, ``region``, ``endpointUrl``, ``initialPosition``, ``maxRecordsPerFetch``,
-``shardFetchInterval``, ``roleArn``, ``awsAccessKey``/``awsSecretKey``) and emits
+``maxRecordsPerTrigger``, ``shardFetchInterval``, ``roleArn``, ``roleSessionName``, ``roleExternalId``,
+``stsEndpoint``, ``awsAccessKey``/``awsSecretKey``), Spark's Kafka source's ``failOnDataLoss``, and
+``maxBytesPerTrigger`` (Delta's name), and emits
 ``partitionKey, data, stream, shardId, sequenceNumber, subSequenceNumber,
 approximateArrivalTimestamp``.
 
 One module a job: ``options`` (names, defaults, validation), ``positions`` (position arithmetic),
 ``shards`` (the pure resharding planner), ``records`` (KPL deaggregation, Arrow rows), ``client``
-(boto3 clients), ``shard_reader`` (GetRecords on one shard), ``read_ahead`` (the driver's
+(boto3 clients, assumed roles), ``data_loss`` (failOnDataLoss), ``shard_reader`` (GetRecords on one shard), ``read_ahead`` (the driver's
 background reads), ``reader`` (Spark's reader protocol; its docstring explains the read-ahead).
 """
 

@@ -10,9 +10,12 @@ from typing import Mapping
 
 from schemas.errors import OptionError
 from streaming.kinesis.positions import TRIM_HORIZON
-from streaming.options import positive_int
+from streaming.options import flag, positive_int
 
 GET_RECORDS_MAX = 10_000  # the most records one GetRecords call returns
+# A micro-batch's default bounds: the records pass through the driver (see reader), so they bound its memory.
+DEFAULT_MAX_RECORDS_PER_TRIGGER = 100_000
+DEFAULT_MAX_BYTES_PER_TRIGGER = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -22,12 +25,17 @@ class KinesisOptions:
     endpoint_url: str | None
     initial_position: dict
     max_records_per_fetch: int
-    max_records_per_trigger: int | None
+    max_records_per_trigger: int
     shard_fetch_interval_s: float
     role_arn: str | None
     role_session_name: str
     access_key: str | None
     secret_key: str | None
+    max_bytes_per_trigger: int = DEFAULT_MAX_BYTES_PER_TRIGGER
+    fail_on_data_loss: bool = True
+    role_external_id: str | None = None
+    sts_endpoint: str | None = None
+    initial_offsets_path: str | None = None
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> "KinesisOptions":
@@ -42,12 +50,17 @@ class KinesisOptions:
             initial_position=initial_position(get("initialPosition"), get("initialTimestamp")),
             max_records_per_fetch=positive_int(options, "maxRecordsPerFetch", GET_RECORDS_MAX, GET_RECORDS_MAX,
                                                " (a GetRecords limit)"),
-            max_records_per_trigger=positive_int(options, "maxRecordsPerTrigger"),
+            max_records_per_trigger=positive_int(options, "maxRecordsPerTrigger", DEFAULT_MAX_RECORDS_PER_TRIGGER),
+            max_bytes_per_trigger=positive_int(options, "maxBytesPerTrigger", DEFAULT_MAX_BYTES_PER_TRIGGER),
+            fail_on_data_loss=flag(options, "failOnDataLoss", True),
             shard_fetch_interval_s=parse_duration(get("shardFetchInterval") or "200ms"),
             role_arn=get("roleArn") or None,
             role_session_name=get("roleSessionName") or "pinpipe-kinesis-source",
+            role_external_id=get("roleExternalId") or None,
+            sts_endpoint=get("stsEndpoint") or None,
             access_key=get("awsAccessKey") or None,
             secret_key=get("awsSecretKey") or None,
+            initial_offsets_path=get("initialOffsetsPath") or None,
         )
 
 

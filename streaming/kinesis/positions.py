@@ -33,11 +33,14 @@ def is_at_or_before(end: dict, seq: str, sub: int) -> bool:
 
 
 def iterator_args(position: dict) -> dict:
-    """GetShardIterator arguments that resume right after ``position``."""
+    """GetShardIterator arguments to resume after ``position``.
+
+    From a sequence number the iterator starts AT it, not after it: the reader skips what was
+    consumed (inside an aggregate, the user records up to ``sub``), and a first record that is not
+    the one asked for tells that it expired (see ShardReader.read: data loss).
+    """
     if "seq" in position:
-        if position["sub"] >= 0:  # inside an aggregate: fetch it again and skip what was consumed
-            return {"ShardIteratorType": "AT_SEQUENCE_NUMBER", "StartingSequenceNumber": position["seq"]}
-        return {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": position["seq"]}
+        return {"ShardIteratorType": "AT_SEQUENCE_NUMBER", "StartingSequenceNumber": position["seq"]}
     if position["from"] == "AT_TIMESTAMP":
         return {"ShardIteratorType": "AT_TIMESTAMP",
                 "Timestamp": dt.datetime.fromtimestamp(position["ts"] / 1000, tz=dt.timezone.utc)}

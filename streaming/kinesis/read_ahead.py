@@ -1,7 +1,8 @@
 """The driver's read-ahead: shards are read in the background while Spark processes the last batch.
 
 Each chunk of a shard starts where the one before it ended, as soon as that one is in, up to
-``depth`` chunks of the batch's per-shard row cap (the memory bound), so GetRecords never waits
+``depth`` chunks of the batch's per-shard budget (rows and bytes: the memory bound is ``depth`` times
+the batch's bounds), so GetRecords never waits
 for Spark. A chunk that catches up with the shard ends the chain; the next plan reads anew. A plan
 that asks for another start or budget (a changed row cap, a replay) cancels the chain.
 """
@@ -15,7 +16,7 @@ from typing import Callable
 from streaming.kinesis.shard_reader import ShardRead
 
 ShardKey = tuple[str, str]  # (stream, shard)
-Read = Callable[[str, str, dict, "int | None"], ShardRead]
+Read = Callable[[str, str, dict, object], ShardRead]  # (stream, shard, position, budget)
 
 
 class ReadAhead:
@@ -23,13 +24,13 @@ class ReadAhead:
         self._read = read
         self.depth = depth
         # Per shard, the chunks being read ahead: (start position, budget, future), oldest first.
-        self._chains: dict[ShardKey, list[tuple[dict, int | None, Future]]] = {}
+        self._chains: dict[ShardKey, list[tuple[dict, object, Future]]] = {}
         self._generation: dict[ShardKey, int] = {}
         self._lock = threading.Lock()
         self._stopped = False
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kinesis-fetch")
 
-    def fetch(self, stream: str, shard: str, position: dict, budget: int | None) -> Future:
+    def fetch(self, stream: str, shard: str, position: dict, budget) -> Future:
         """A future ShardRead from ``position``: the chunk read ahead if it starts there, else a new read."""
         key = (stream, shard)
         with self._lock:
@@ -42,7 +43,7 @@ class ReadAhead:
             self._generation[key] = self._generation.get(key, 0) + 1
         return self._pool.submit(self._read, stream, shard, position, budget)
 
-    def chain(self, stream: str, shard: str, position: dict, budget: int | None) -> None:
+    def chain(self, stream: str, shard: str, position: dict, budget) -> None:
         """Start reading the shard from ``position`` in the background, chunk after chunk."""
         key = (stream, shard)
         with self._lock:
@@ -57,14 +58,14 @@ class ReadAhead:
             if done.cancelled() or done.exception() is not None:
                 return
             result = done.result()
-            if result.closed or budget is None or len(result.rows) < budget:
+            if result.closed or not result.full:
                 return  # caught up (or closed): nothing more to read ahead for now
             if self._generation.get(key, 0) == generation:
                 self.chain(stream, shard, result.position, budget)
 
         future.add_done_callback(next_chunk)
 
-    def pending(self, stream: str, shard: str) -> list[tuple[dict, int | None, Future]]:
+    def pending(self, stream: str, shard: str) -> list[tuple[dict, object, Future]]:
         with self._lock:
             return list(self._chains.get((stream, shard), []))
 

@@ -12,7 +12,20 @@ checkpoint, the driver's memory gone) is re-read by its task, from the batch's s
 its end position, which returns the same records.
 
 The cost is that records pass through the driver, which bounds a query by one Python process's
-GetRecords throughput (measured in ``benchmarks/kinesis_source.py``); the row cap bounds memory.
+GetRecords throughput (measured in ``benchmarks/kinesis_source.py``). Its memory is bounded by
+each batch's budget, ``maxRecordsPerTrigger`` rows (default 100,000) and ``maxBytesPerTrigger``
+bytes (default 64 MiB), shared among the readable shards: the batch being planned plus at most
+``READ_AHEAD_CHUNKS`` budgets read ahead. (Spark's ``ReadAllAvailable``, passed by the deprecated
+``Trigger.Once``, lifts both, as Spark's contract asks.)
+
+availableNow: ``prepareForTriggerAvailableNow`` notes the time; each shard's run ends before its
+first record that arrived after it, and that end is kept for the rest of the run. A record with an
+earlier arrival time behind that one waits for the next run, as everything after the end does:
+arrival times are approximate and not always in sequence order, and skipping a record to read
+later ones would lose it for good.
+
+Lost records (a shard expired before it was read to its end, a position older than the trim
+horizon) follow ``failOnDataLoss``, as in Spark's Kafka source: see :mod:`streaming.kinesis.data_loss`.
 
 Offsets (in the Spark checkpoint): ``{stream: {shardId: position}}``, positions as in
 :mod:`streaming.kinesis.positions`; shards as planned by :mod:`streaming.kinesis.shards`.
@@ -29,15 +42,17 @@ import pyarrow as pa
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows, SupportsTriggerAvailableNow
 
+from streaming import initial_offsets
 from streaming.kinesis import shards
 from streaming.kinesis.client import kinesis_client
+from streaming.kinesis.data_loss import report_data_loss
 from streaming.kinesis.options import KinesisOptions
 from streaming.kinesis.positions import TRIM_HORIZON, without_closed
 from streaming.kinesis.read_ahead import ReadAhead
 from streaming.kinesis.records import SCHEMA, to_arrow
-from streaming.kinesis.shard_reader import KinesisStreamNotFoundError, ShardRead, ShardReader
+from streaming.kinesis.shard_reader import Budget, KinesisStreamNotFoundError, ShardRead, ShardReader
 
-READ_AHEAD_CHUNKS = 2  # per shard, each of at most the batch's per-shard row cap
+READ_AHEAD_CHUNKS = 2  # per shard, each within the batch's per-shard budget (rows and bytes)
 
 
 class KinesisDataSource(DataSource):
@@ -71,6 +86,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._fetched: dict[tuple[str, str, str], tuple[dict, pa.RecordBatch]] = {}
         self._readers: dict[tuple[str, str], ShardReader] = {}
         self._available_now_until: float | None = None
+        self._available_now_ends: dict[tuple[str, str], dict] = {}  # where a shard's availableNow run ends
         self.lag: dict[str, dict[str, int | None]] = {}
         self.read_ahead = ReadAhead(self._read, depth=READ_AHEAD_CHUNKS)
 
@@ -105,24 +121,42 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     # -- offsets --------------------------------------------------------------------------------
     def initialOffset(self) -> dict:
-        return {stream: {shard["ShardId"]: dict(self.options.initial_position) for shard in self._list_shards(stream)}
-                for stream in self.options.streams}
+        # Resolved once and kept in the checkpoint: `latest` (AT_TIMESTAMP of the query's start) and the
+        # shard list stay what batch 0 was planned from, when a restart replays it.
+        return initial_offsets.pinned(self.options.initial_offsets_path, lambda: {
+            stream: {shard["ShardId"]: dict(self.options.initial_position) for shard in self._list_shards(stream)}
+            for stream in self.options.streams})
 
     def prepareForTriggerAvailableNow(self) -> None:
         # Records that arrive after this moment belong to the next run.
         self._available_now_until = time.time()
+        self._available_now_ends.clear()
 
     def getDefaultReadLimit(self) -> ReadLimit:
-        if self.options.max_records_per_trigger:
-            return ReadMaxRows(self.options.max_records_per_trigger)
-        return ReadAllAvailable()
+        return ReadMaxRows(self.options.max_records_per_trigger)
+
+    def _plan(self, stream: str, start: dict) -> tuple[dict, list[str]]:
+        listed = self._list_shards(stream)
+        for shard, position in shards.lost(start, listed).items():
+            report_data_loss(f"Kinesis stream {stream!r}, shard {shard}: the shard is gone (past the stream's "
+                             f"retention) and the query had read it only up to {position}",
+                             self.options.fail_on_data_loss, "going on without it")
+        return shards.plan(start, listed)
+
+    def _budget(self, limit: ReadLimit, shard_count: int) -> Budget:
+        """Each readable shard's share of the batch's bounds."""
+        if isinstance(limit, ReadAllAvailable):
+            return Budget()
+        rows = limit.max_rows if isinstance(limit, ReadMaxRows) else self.options.max_records_per_trigger
+        share = max(1, shard_count)
+        return Budget(rows=max(1, rows // share), bytes=max(1, self.options.max_bytes_per_trigger // share))
 
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
-        plans = {stream: shards.plan(start.get(stream, {}), self._list_shards(stream)) for stream in self.options.streams}
-        readable = [(stream, shard) for stream, (_, ready) in plans.items() for shard in ready]
-        budget = limit.max_rows if isinstance(limit, ReadMaxRows) else None
-        per_shard = None if budget is None else max(1, budget // max(1, len(readable)))
+        plans = {stream: self._plan(stream, start.get(stream, {})) for stream in self.options.streams}
         end = {stream: dict(known) for stream, (known, _) in plans.items()}
+        readable = [(stream, shard) for stream, (_, ready) in plans.items() for shard in ready
+                    if self._available_now_ends.get((stream, shard)) != end[stream][shard]]
+        per_shard = self._budget(limit, len(readable))
         if not readable:
             return end
 
@@ -132,6 +166,8 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             result = future.result()
             if self._available_now_until is not None:
                 result = cut_at(result, self._available_now_until, end[stream][shard])
+                if result.cut:
+                    self._available_now_ends[(stream, shard)] = result.position
             self.lag.setdefault(stream, {})[shard] = result.millis_behind
             position = dict(result.position)
             if result.closed:
@@ -140,11 +176,11 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             end[stream][shard] = position
             if result.rows:
                 self._fetched[(stream, shard, json.dumps(begin, sort_keys=True))] = (position, to_arrow(result.rows))
-                if not result.closed:
+                if not result.closed and not result.cut:
                     self.read_ahead.chain(stream, shard, result.position, per_shard)
         return end
 
-    def _read(self, stream: str, shard: str, position: dict, budget: int | None) -> ShardRead:
+    def _read(self, stream: str, shard: str, position: dict, budget: Budget) -> ShardRead:
         reader = self._readers.setdefault((stream, shard), ShardReader(self.client, self.options, stream, shard))
         return reader.read(position, budget)
 
@@ -196,9 +232,14 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
 
 def cut_at(result: ShardRead, until_epoch_s: float, begin: dict) -> ShardRead:
-    """availableNow: keep only records that arrived before the run began."""
-    kept = [row for row in result.rows if row[6] <= until_epoch_s]
-    if len(kept) == len(result.rows):
-        return result
-    position = {"seq": kept[-1][4], "sub": kept[-1][5]} if kept else begin
-    return ShardRead(rows=kept, position=position, closed=False, millis_behind=result.millis_behind)
+    """availableNow: end the shard's run before its first record that arrived after the run began.
+
+    Everything from that record on waits for the next run, also records behind it with earlier
+    arrival times (never skip a record and read later ones: it would be lost for good).
+    """
+    for index, row in enumerate(result.rows):
+        if row[6] > until_epoch_s:
+            kept = result.rows[:index]
+            position = {"seq": kept[-1][4], "sub": kept[-1][5]} if kept else begin
+            return ShardRead(rows=kept, position=position, closed=False, millis_behind=result.millis_behind, cut=True)
+    return result

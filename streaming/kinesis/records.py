@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Iterator
 
 import pyarrow as pa
@@ -20,22 +19,48 @@ ARROW_SCHEMA = pa.schema([
 def user_records(record: dict) -> Iterator[tuple[str, bytes, int, str]]:
     """One Kinesis record -> (partition key, data, sub-sequence number, seq); KPL aggregates unpacked.
 
-    A plain record (sub-sequence -1) skips the deaggregator: most records are plain and the check
-    for the KPL magic bytes is all they need.
+    A plain record has sub-sequence -1. Like the KCL, a record with the KPL magic bytes whose digest
+    or protobuf does not check out is passed on as a plain record. An aggregate that breaks in the
+    middle (a user record naming a partition key the aggregate does not have) yields the user
+    records before the break, then one row for the rest: the whole aggregate's bytes at the broken
+    record's sub-sequence number, which the cleaning quarantines with those coordinates. (The
+    aws-kinesis-agg deaggregator prints the error and drops the rest, so it is not used.)
     """
-    from aws_kinesis_agg import MAGIC
-    from aws_kinesis_agg.deaggregator import iter_deaggregate_records
+    from aws_kinesis_agg import DIGEST_SIZE, MAGIC
 
-    seq, data = record["SequenceNumber"], record["Data"]
-    if not data.startswith(MAGIC):
-        yield record["PartitionKey"], data, -1, seq
+    seq, data, key = record["SequenceNumber"], record["Data"], record["PartitionKey"]
+    if not data.startswith(MAGIC) or len(data) <= len(MAGIC) + DIGEST_SIZE:
+        yield key, data, -1, seq
         return
-    for user in iter_deaggregate_records(record, data_format="Boto3"):
-        body = user["kinesis"]
-        if body.get("aggregated"):
-            yield body["partitionKey"], base64.b64decode(body["data"]), int(body["subSequenceNumber"]), seq
-        else:  # the magic bytes, but not a valid aggregate (bad digest): a plain record after all
-            yield body["partitionKey"], body["data"], -1, seq
+    aggregate = _aggregate(data[len(MAGIC):-DIGEST_SIZE], data[-DIGEST_SIZE:])
+    if aggregate is None:
+        yield key, data, -1, seq
+        return
+    keys, hash_keys = aggregate.partition_key_table, aggregate.explicit_hash_key_table
+    for sub, user in enumerate(aggregate.records):
+        if user.partition_key_index >= len(keys) or (
+                user.HasField("explicit_hash_key_index") and user.explicit_hash_key_index >= len(hash_keys)):
+            yield key, data, sub, seq  # the undecodable remainder, kept whole
+            return
+        yield keys[user.partition_key_index], user.data, sub, seq
+
+
+def _aggregate(body: bytes, digest: bytes):
+    """The KPL AggregatedRecord in ``body``, or None when it is not one (wrong digest, bad protobuf)."""
+    import hashlib
+
+    import aws_kinesis_agg.deaggregator  # noqa: F401  (puts the package's generated modules on the path)
+    from aws_kinesis_agg import messages_pb2
+    from google.protobuf.message import DecodeError
+
+    if hashlib.md5(body).digest() != digest:
+        return None
+    aggregate = messages_pb2.AggregatedRecord()
+    try:
+        aggregate.ParseFromString(body)
+    except DecodeError:
+        return None
+    return aggregate
 
 
 def to_arrow(rows: list[tuple]) -> pa.RecordBatch:

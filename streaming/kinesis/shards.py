@@ -5,6 +5,10 @@ and only from the batch after that, so the records of one partition key keep the
 does not order the records of two partitions of one batch). A closed, fully read shard leaves the
 offset once its children are in it; a listed shard that is an ancestor of a tracked shard is never
 read again (it was drained and dropped earlier). The same rules as awslabs' ShardSyncer.
+
+A tracked shard that ListShards no longer returns has expired (the stream's retention): it leaves
+the offset and no longer blocks its children. If it was not read to its end, its unread records
+are gone: :func:`lost` names those shards, for the reader to report as data loss.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ def plan(start: dict[str, dict], listed: list[dict]) -> tuple[dict[str, dict], l
     gives them. A new shard starts at its trim horizon, like a new Kafka partition at earliest.
     """
     parents = parents_of(listed)
+    start = {shard: position for shard, position in start.items() if shard in parents}  # expired ones go
     known = dict(start)
     retired = set().union(*[ancestors(shard, parents) for shard in known]) if known else set()
     for shard in parents:
@@ -57,3 +62,9 @@ def plan(start: dict[str, dict], listed: list[dict]) -> tuple[dict[str, dict], l
         if not blocking:
             readable.append(shard)
     return known, readable
+
+
+def lost(start: dict[str, dict], listed: list[dict]) -> dict[str, dict]:
+    """{shard: position} of the tracked shards gone from ListShards before they were read to their end."""
+    names = {shard["ShardId"] for shard in listed}
+    return {shard: position for shard, position in start.items() if shard not in names and not position.get("closed")}

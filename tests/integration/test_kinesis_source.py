@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import re
 import time
+import uuid
 from collections import defaultdict
 
 import pytest
+from pyspark.sql.streaming.datasource import ReadMaxRows
 
+from streaming.kinesis.data_loss import KinesisDataLossError
 from streaming.kinesis.options import KinesisOptions
 from streaming.kinesis.reader import READ_AHEAD_CHUNKS, KinesisStreamReader
 from streaming.kinesis.shard_reader import KinesisStreamNotFoundError
@@ -37,11 +42,23 @@ def one_shard_stream(endpoint, values) -> str:
     return stream
 
 
-def capped_options(endpoint, stream, cap):
+def capped_options(endpoint, stream, cap, **more):
     """Options of a reader driven by hand (no Spark), from the stream's start, ``cap`` rows a batch."""
     return KinesisOptions.parse({"streamName": stream, "endpointUrl": endpoint, "awsAccessKey": "x",
                                  "awsSecretKey": "x", "initialPosition": "trim_horizon",
-                                 "maxRecordsPerTrigger": str(cap), "shardFetchInterval": "0ms"})
+                                 "maxRecordsPerTrigger": str(cap), "shardFetchInterval": "0ms", **more})
+
+
+def read_by_hand(reader, start, cap):
+    """Batches planned and read by hand until the source has nothing more: [[values of a batch], ...]."""
+    batches = []
+    while True:
+        end = reader.latestOffset(start, ReadMaxRows(cap))
+        if end == start:
+            return batches
+        batches.append([r["data"].decode() for part in reader.partitions(start, end)
+                        for b in reader.read(part) for r in b.to_pylist()])
+        start = end
 
 
 def values_of(batches):
@@ -232,3 +249,114 @@ def test_resharding_within_one_run(spark, kinesis_mock_endpoint, tmp_path):
     order = [r["data"].decode() for batch in batches
              for r in sorted(batch, key=lambda r: (r["shardId"], int(r["sequenceNumber"])))]
     assert order == [f"p{i}" for i in range(30)] + [f"c{i}" for i in range(30)]
+
+
+# -- issue 9: nothing lost, nothing unreadable -------------------------------------------------------
+
+def only_shard(endpoint, stream) -> dict:
+    return kinesis_client_for(endpoint).list_shards(StreamName=stream)["Shards"][0]
+
+
+def test_a_position_older_than_the_trim_horizon_is_data_loss(kinesis_endpoint, caplog):
+    stream = one_shard_stream(kinesis_endpoint, ["t0", "t1", "t2"])
+    shard = only_shard(kinesis_endpoint, stream)
+    # The checkpoint's last record is gone: the shard's oldest record now comes after it.
+    gone = {"seq": shard["SequenceNumberRange"]["StartingSequenceNumber"], "sub": -1}
+    start = {stream: {shard["ShardId"]: gone}}
+    reader = KinesisStreamReader(capped_options(kinesis_endpoint, stream, cap=10))
+    try:
+        with pytest.raises(KinesisDataLossError, match=rf"{stream}.*{shard['ShardId']}.*{gone['seq']}.*failOnDataLoss"):
+            reader.latestOffset(start, ReadMaxRows(10))
+    finally:
+        reader.stop()
+    # failOnDataLoss=false: a warning, and the query reads on from the trim horizon
+    lenient = KinesisStreamReader(capped_options(kinesis_endpoint, stream, cap=10, failOnDataLoss="false"))
+    try:
+        with caplog.at_level(logging.WARNING, logger="streaming.kinesis.data_loss"):
+            assert read_by_hand(lenient, start, 10) == [["t0", "t1", "t2"]]
+        assert any("data loss" in r.getMessage() and gone["seq"] in r.getMessage() for r in caplog.records)
+    finally:
+        lenient.stop()
+
+
+def test_a_position_kinesis_refuses_is_data_loss(kinesis_endpoint):
+    """AWS answers GetShardIterator with InvalidArgumentException for some expired sequence numbers."""
+    stream = one_shard_stream(kinesis_endpoint, ["t0"])
+    other = one_shard_stream(kinesis_endpoint, ["o0"])
+    foreign = only_shard(kinesis_endpoint, other)["SequenceNumberRange"]["StartingSequenceNumber"]
+    start = {stream: {only_shard(kinesis_endpoint, stream)["ShardId"]: {"seq": str(int(foreign) + 1), "sub": -1}}}
+    reader = KinesisStreamReader(capped_options(kinesis_endpoint, stream, cap=10))
+    try:
+        with pytest.raises(KinesisDataLossError, match="refuses the position"):
+            reader.latestOffset(start, ReadMaxRows(10))
+    finally:
+        reader.stop()
+
+
+def test_a_checkpointed_shard_past_retention_is_data_loss_unless_it_was_read_to_its_end(kinesis_endpoint, caplog):
+    stream = one_shard_stream(kinesis_endpoint, ["e0", "e1"])
+    shard = only_shard(kinesis_endpoint, stream)["ShardId"]
+    expired = "shardId-000000000042"  # in the checkpoint, no longer listed (past the stream's retention)
+    half_read = {shard: {"from": "TRIM_HORIZON"}, expired: {"seq": "49680557933133441792099858064848834304497060766248075266", "sub": -1}}
+    reader = KinesisStreamReader(capped_options(kinesis_endpoint, stream, cap=10))
+    try:
+        with pytest.raises(KinesisDataLossError, match=rf"{stream}.*{expired}.*gone"):
+            reader.latestOffset({stream: half_read}, ReadMaxRows(10))
+        # read to its end (closed) before it expired: nothing lost, it just leaves the offset
+        drained = {**half_read, expired: {**half_read[expired], "closed": True}}
+        end = reader.latestOffset({stream: drained}, ReadMaxRows(10))
+        assert set(end[stream]) == {shard}
+    finally:
+        reader.stop()
+    lenient = KinesisStreamReader(capped_options(kinesis_endpoint, stream, cap=10, failOnDataLoss="false"))
+    try:
+        with caplog.at_level(logging.WARNING, logger="streaming.kinesis.data_loss"):
+            assert read_by_hand(lenient, {stream: half_read}, 10) == [["e0", "e1"]]
+        assert any(expired in r.getMessage() for r in caplog.records)
+    finally:
+        lenient.stop()
+
+
+def test_a_batch_stops_at_the_byte_budget(spark, kinesis_endpoint, tmp_path):
+    values = [f"{i:04d}" + "x" * 996 for i in range(20)]  # 1,000 bytes each, keys k0..k6 (2 bytes)
+    stream = one_shard_stream(kinesis_endpoint, values)
+    batches = run_query(spark, kinesis_endpoint, stream, tmp_path / "cp", maxBytesPerTrigger="5000",
+                        maxRecordsPerTrigger="1000")
+    sizes = [sum(len(r["data"]) + len(r["partitionKey"]) for r in batch) for batch in batches if batch]
+    assert values_of(batches) == values  # all of them, once, in order
+    assert max(sizes) <= 5000 and len(sizes) == 5  # 4 records (4,008 bytes) a batch
+
+
+def test_an_assumed_role_signs_every_client_and_renews_itself(kinesis_endpoint, s3_endpoint, monkeypatch):
+    """roleArn through STS (moto serves it): both clients sign with the role, and renew it before it expires."""
+    import botocore.credentials
+
+    from streaming.kinesis.client import kinesis_client, timestamp_client
+
+    stream = one_shard_stream(kinesis_endpoint, ["a0"])
+    options = KinesisOptions.parse({
+        "streamName": stream, "endpointUrl": kinesis_endpoint, "awsAccessKey": "source", "awsSecretKey": "source",
+        "roleArn": f"arn:aws:iam::123456789012:role/reader-{uuid.uuid4().hex[:6]}", "stsEndpoint": s3_endpoint})
+    signed = []
+
+    def key_of(request, **_):
+        signed.append(re.search(r"Credential=([^/]+)/", str(request.headers["Authorization"])).group(1))
+
+    clients = [kinesis_client(options), timestamp_client(options)]
+    for client in clients:
+        client.meta.events.register("before-send.kinesis", key_of)
+
+    def call_both():
+        signed.clear()
+        for client in clients:
+            client.describe_stream_summary(StreamName=stream)
+        return set(signed)
+
+    first = call_both()
+    assert len(first) == 1 and "source" not in first  # the role's key, on the short-timeout client too
+    assert call_both() == first  # not renewed while fresh
+    # 50 minutes later the role session (an hour) is about to expire: the credentials renew themselves
+    later = botocore.credentials._local_now() + dt.timedelta(minutes=50)
+    monkeypatch.setattr(botocore.credentials, "_local_now", lambda: later)
+    renewed = call_both()
+    assert renewed and not renewed & first and "source" not in renewed

@@ -18,7 +18,7 @@ def settings(**overrides) -> Settings:
 def test_kafka_options():
     options = set_options(kafka_options(settings(max_offsets_per_trigger=9)))
     assert options == {"subscribe": "p.pin,p.geo,p.user", "startingOffsets": "earliest", "maxOffsetsPerTrigger": "9",
-                       "kafka.bootstrap.servers": "b:1", "kafka.acks": "all"}
+                       "failOnDataLoss": "true", "kafka.bootstrap.servers": "b:1", "kafka.acks": "all"}
 
 
 def test_kinesis_options():

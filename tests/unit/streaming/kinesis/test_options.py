@@ -11,7 +11,10 @@ from streaming.kinesis.options import KinesisOptions, initial_position, parse_du
 def test_defaults():
     options = KinesisOptions.parse({"streamName": "a, b"})
     assert options.streams == ("a", "b") and options.region == "us-east-1"
-    assert options.max_records_per_fetch == 10_000 and options.max_records_per_trigger is None
+    assert options.max_records_per_fetch == 10_000
+    # a micro-batch is bounded by default (its records pass through the driver)
+    assert options.max_records_per_trigger == 100_000 and options.max_bytes_per_trigger == 64 * 1024 * 1024
+    assert options.fail_on_data_loss is True and options.role_arn is None
     assert options.shard_fetch_interval_s == pytest.approx(0.2)
     assert options.initial_position["from"] == "AT_TIMESTAMP"  # latest, pinned to now
 
@@ -41,7 +44,18 @@ def test_timestamps_and_durations():
     ({"streamName": "s", "maxRecordsPerFetch": "0"}, "maxRecordsPerFetch"),
     ({"streamName": "s", "maxRecordsPerTrigger": "ten"}, "maxRecordsPerTrigger"),
     ({"streamName": "s", "shardFetchInterval": "soon"}, "shardFetchInterval"),
+    ({"streamName": "s", "maxBytesPerTrigger": "0"}, "maxBytesPerTrigger"),
+    ({"streamName": "s", "failOnDataLoss": "maybe"}, "failOnDataLoss"),
 ])
 def test_bad_options_are_named(options, message):
     with pytest.raises(OptionError, match=message):
         KinesisOptions.parse(options)
+
+
+def test_data_loss_and_role_options():
+    options = KinesisOptions.parse({"streamName": "s", "failOnDataLoss": "False", "maxBytesPerTrigger": "1024",
+                                    "roleArn": "arn:aws:iam::123456789012:role/r", "roleExternalId": "e",
+                                    "stsEndpoint": "http://127.0.0.1:1"})
+    assert options.fail_on_data_loss is False and options.max_bytes_per_trigger == 1024
+    assert (options.role_arn, options.role_external_id, options.sts_endpoint) == (
+        "arn:aws:iam::123456789012:role/r", "e", "http://127.0.0.1:1")

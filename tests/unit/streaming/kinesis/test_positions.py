@@ -34,10 +34,10 @@ def test_the_end_of_a_batch_includes_what_it_consumed_and_nothing_later():
     assert not is_at_or_before(TRIM_HORIZON, "1", -1)
 
 
-def test_iterators_resume_right_after_the_position():
-    assert iterator_args({"seq": "7", "sub": -1}) == {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
+def test_iterators_resume_at_the_last_consumed_record():
+    # the reader skips what was consumed, and checks the record is still there (else: data loss)
+    assert iterator_args({"seq": "7", "sub": -1}) == {"ShardIteratorType": "AT_SEQUENCE_NUMBER",
                                                        "StartingSequenceNumber": "7"}
-    # inside an aggregate: fetch the aggregate again, the reader skips what was consumed
     assert iterator_args({"seq": "7", "sub": 2})["ShardIteratorType"] == "AT_SEQUENCE_NUMBER"
     assert iterator_args(TRIM_HORIZON) == {"ShardIteratorType": "TRIM_HORIZON"}
     at = iterator_args({"from": "AT_TIMESTAMP", "ts": 1_700_000_000_123})

@@ -20,7 +20,8 @@ class Shard:
             self.calls.append(position)
         first = position.get("n", 0)
         last = min(self.size, first + (budget or self.size))
-        return ShardRead(rows=list(range(first, last)), position={"n": last})
+        return ShardRead(rows=list(range(first, last)), position={"n": last},
+                         full=budget is not None and last - first == budget)
 
 
 def wait_for(condition, timeout=10):

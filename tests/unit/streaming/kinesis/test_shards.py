@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streaming.kinesis.positions import TRIM_HORIZON
-from streaming.kinesis.shards import ancestors, plan
+from streaming.kinesis.shards import ancestors, lost, plan
 
 
 def shard(name, parent=None, adjacent=None):
@@ -66,3 +66,18 @@ def test_a_drained_ancestor_listed_again_is_never_read_again():
 def test_ancestors_follow_both_parents():
     parents = {"s4": ["s2", "s3"], "s2": ["s0"], "s3": ["s1"], "s0": [], "s1": []}
     assert ancestors("s4", parents) == {"s0", "s1", "s2", "s3"}
+
+
+def test_a_tracked_shard_past_retention_leaves_the_offset_and_unblocks_its_children():
+    # s0 split into s1 and s2, then expired: ListShards no longer returns it.
+    listed = [shard("s1", parent="s0"), shard("s2", parent="s0")]
+    for position in (AT, CLOSED):
+        known, readable = plan({"s0": position}, listed)
+        assert known == {"s1": TRIM_HORIZON, "s2": TRIM_HORIZON} and sorted(readable) == ["s1", "s2"]
+
+
+def test_an_expired_shard_is_lost_unless_it_was_read_to_its_end():
+    listed = [shard("s1", parent="s0")]
+    assert lost({"s0": AT, "s1": TRIM_HORIZON}, listed) == {"s0": AT}
+    assert lost({"s0": CLOSED, "s1": TRIM_HORIZON}, listed) == {}
+    assert lost({"s0": TRIM_HORIZON}, listed) == {"s0": TRIM_HORIZON}  # never read: whatever it held is gone
