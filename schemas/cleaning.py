@@ -4,12 +4,16 @@ Everything here is a Spark SQL expression (no Python UDFs) and every public func
 DataFrame -> DataFrame transform. The input of the transforms is an *envelope*: one row per raw
 record with
 
-- ``value``: the raw record as a string (JSON, one record),
+- ``value``: the raw record as a string (its bytes, which may not be UTF-8: Spark strings are bytes),
 - ``_kind``: the kind the record's source carries (pin | geo | user),
-- the metadata columns of :data:`schemas.contracts.METADATA_COLUMNS` except ``_ingested_at``.
+- the metadata columns of :data:`schemas.contracts.METADATA_COLUMNS` except ``_order_key`` and
+  ``_ingested_at`` (made here), and optionally ``_order_position`` (a position that orders records
+  better than ``_source_position``; the archive's Kafka offset).
 
 A record that breaks a rule is not dropped: it gets a ``_reason`` naming every rule it broke and is
-routed to the quarantine table.
+routed to the quarantine table, its bytes kept exactly. A record that is not UTF-8 is never parsed.
+Fields a kind's contract does not know are kept in ``_rescued_data``; every row gets the
+``_order_key`` of the one total order "newest record wins" uses (:data:`schemas.contracts.SOURCE_RANK`).
 """
 
 from __future__ import annotations
