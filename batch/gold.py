@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 import pyarrow as pa
@@ -122,61 +122,50 @@ class Question:
     title: str
     sql: str
     order_by: tuple[str, ...]  # the output order, for reading the gold table back
-    chart: dict = field(default_factory=dict)  # how the report draws it (see batch.report)
 
 
 QUESTIONS: dict[str, Question] = {q.name: q for q in (
     Question(
         "category_by_country", "Most popular category per country",
-        _most_popular_category("country", "TRUE"), ("country", "category"),
-        dict(kind="bar", x="country", y="category_count", color="category")),
+        _most_popular_category("country", "TRUE"), ("country", "category")),
     Question(
         "category_by_year", f"Most popular category per year ({POST_YEARS[0]}-{POST_YEARS[1]})",
         _most_popular_category("post_year", f"post_year BETWEEN {POST_YEARS[0]} AND {POST_YEARS[1]}"),
-        ("post_year", "category"),
-        dict(kind="bar", x="post_year", y="category_count", color="category")),
+        ("post_year", "category")),
     Question(
         "top_user_by_country", "Most followed user per country",
-        TOP_USER_BY_COUNTRY_SQL, ("country", "poster_name"),
-        dict(kind="bar", x="country", y="follower_count", text="poster_name",
-             highlight_from="top_country_by_followers")),
+        TOP_USER_BY_COUNTRY_SQL, ("country", "poster_name")),
     Question(
         "top_country_by_followers", "Country of the most followed user",
-        TOP_COUNTRY_BY_FOLLOWERS_SQL, ("country",),
-        dict(part_of="top_user_by_country")),
+        TOP_COUNTRY_BY_FOLLOWERS_SQL, ("country",)),
     Question(
         "category_by_age_group", "Most popular category per age group",
         _most_popular_category("age_group", "TRUE", order="age_group_order"),
-        ("age_group_order", "category"),
-        dict(kind="bar", x="age_group", y="category_count", color="category")),
+        ("age_group_order", "category")),
     Question(
         "median_followers_by_age_group", "Median follower count per age group",
         f"""SELECT age_group, {MEDIAN} AS median_follower_count FROM {{posts}}
             WHERE age_group IS NOT NULL AND follower_count IS NOT NULL
             GROUP BY age_group, age_group_order ORDER BY age_group_order""",
-        ("age_group_order",),
-        dict(kind="bar", x="age_group", y="median_follower_count")),
+        ("age_group_order",)),
     Question(
         "users_joined_by_year", f"Users joined per year ({JOIN_YEARS[0]}-{JOIN_YEARS[1]})",
         f"""SELECT join_year AS post_year, COUNT(*) AS number_users_joined FROM {{posts}}
             WHERE {IN_JOIN_YEARS} GROUP BY join_year ORDER BY post_year""",
-        ("post_year",),
-        dict(kind="bar", x="post_year", y="number_users_joined")),
+        ("post_year",)),
     Question(
         "median_followers_by_join_year",
         f"Median follower count of users per join year ({JOIN_YEARS[0]}-{JOIN_YEARS[1]})",
         f"""SELECT join_year AS post_year, {MEDIAN} AS median_follower_count FROM {{posts}}
             WHERE {IN_JOIN_YEARS} AND follower_count IS NOT NULL GROUP BY join_year ORDER BY post_year""",
-        ("post_year",),
-        dict(kind="line", x="post_year", y="median_follower_count")),
+        ("post_year",)),
     Question(
         "median_followers_by_age_group_and_join_year",
         f"Median follower count per age group and join year ({JOIN_YEARS[0]}-{JOIN_YEARS[1]})",
         f"""SELECT age_group, join_year AS post_year, {MEDIAN} AS median_follower_count FROM {{posts}}
             WHERE age_group IS NOT NULL AND {IN_JOIN_YEARS} AND follower_count IS NOT NULL
             GROUP BY age_group, age_group_order, join_year ORDER BY age_group_order, post_year""",
-        ("age_group_order", "post_year"),
-        dict(kind="line", x="post_year", y="median_follower_count", color="age_group")),
+        ("age_group_order", "post_year")),
 )}
 
 
@@ -308,12 +297,17 @@ def run_queries(spark: SparkSession, lake: str, names: Iterable[str] | None = No
         META_COMPUTED_AT: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         META_SOURCES: json.dumps({t: {"path": s.path, "version": s.version} for t, s in snapshots.items()}),
     }
-    results = {}
-    for name, frame in answers(spark, frames["pin"], frames["geo"], frames["user"], chosen).items():
-        results[name] = frame.toArrow()
-        if write:
-            write_gold(spark, gold_path(lake, name), results[name], metadata, storage_options, native)
-    return results
+    # Every question reads the same join: compute it once.
+    posts = posts_frame(spark, frames["pin"], frames["geo"], frames["user"]).persist()
+    try:
+        results = {}
+        for name in chosen:
+            results[name] = answer(spark, name, posts).toArrow()
+            if write:
+                write_gold(spark, gold_path(lake, name), results[name], metadata, storage_options, native)
+        return results
+    finally:
+        posts.unpersist()
 
 
 def read_gold(lake: str, name: str, storage_options: dict[str, str] | None = None) -> tuple[pa.Table, dict] | None:
@@ -362,7 +356,7 @@ def format_table(name: str, table: pa.Table, max_rows: int | None = None, width:
     Console(file=buffer, width=width, force_terminal=False, color_system=None).print(view)
     more = table.num_rows - shown.num_rows
     # The title on a line of its own: rich would wrap it to the table's width.
-    return f"{title}\n" + buffer.getvalue().rstrip("\n") + (f"\n  ... {more} more rows" if more > 0 else "")
+    return f"{title}\n" + buffer.getvalue().rstrip("\n") + (f"\n  ... {more} more row{'s' if more > 1 else ''}" if more > 0 else "")
 
 
 def _cell(column: str, value) -> str:
