@@ -18,7 +18,7 @@ Rules, the same for every question:
   (a name can appear on several posts).
 - **Median**: exact, ``percentile_cont(0.5)``: the middle value of an odd count, the mean of the
   two middle values of an even count (a double).
-- **Years**: calendar years of the UTC timestamps (the session time zone, UTC in pinpipe).
+- **Years**: calendar years of the timestamps in UTC, whatever the Spark session's time zone.
   Post years 2018-2022 (geo ``timestamp``); join years 2015-2020 (user ``date_joined``) for
   every join-year question.
 - **Age groups**: ``18-24``, ``25-35``, ``36-50`` (both ends included), ``+50`` (51 and over);
@@ -60,8 +60,9 @@ META_SOURCES = "pinpipe.sources"
 POSTS_SQL = f"""
 SELECT COALESCE(p.ind, g.ind, u.ind) AS ind,
        p.category, p.poster_name, p.follower_count,
-       g.country, YEAR(g.timestamp) AS post_year,
-       u.age, YEAR(u.date_joined) AS join_year,
+       -- years of the UTC wall time, whatever the session time zone
+       g.country, YEAR(to_utc_timestamp(g.timestamp, current_timezone())) AS post_year,
+       u.age, YEAR(to_utc_timestamp(u.date_joined, current_timezone())) AS join_year,
        CASE WHEN u.age BETWEEN 18 AND 24 THEN '18-24'
             WHEN u.age BETWEEN 25 AND 35 THEN '25-35'
             WHEN u.age BETWEEN 36 AND 50 THEN '36-50'
@@ -258,7 +259,7 @@ def load_source(spark: SparkSession, lake: str, table: str, storage_options: dic
         from deltalake import QueryBuilder
 
         arrow = QueryBuilder().register("t", delta).execute(f"SELECT {', '.join(columns)} FROM t").read_all()
-        frame = spark.createDataFrame(pa.table(arrow))
+        frame = spark.createDataFrame(_without_views(pa.table(arrow)))
     else:
         files = delta.file_uris()
         if not files:
@@ -266,6 +267,14 @@ def load_source(spark: SparkSession, lake: str, table: str, storage_options: dic
         # basePath keeps partition columns; mergeSchema covers files written before a column was added.
         frame = spark.read.option("basePath", path).option("mergeSchema", "true").parquet(*files)
     return frame.selectExpr(*[f"CAST(`{c}` AS {t}) AS `{c}`" for c, t in SOURCE_TYPES[table]]), snapshot
+
+
+def _without_views(table: pa.Table) -> pa.Table:
+    """delta-rs queries return string_view columns, which Spark's Arrow conversion does not take."""
+    plain = {pa.types.is_string_view: pa.string(), pa.types.is_binary_view: pa.binary()}
+    schema = pa.schema([f.with_type(next((t for test, t in plain.items() if test(f.type)), f.type))
+                        for f in table.schema])
+    return table.cast(schema)
 
 
 def write_gold(spark: SparkSession, path: str, table: pa.Table, metadata: dict[str, str],

@@ -149,6 +149,20 @@ def test_top_country_keeps_tied_countries_once_each(spark):
     assert rows_of(result["top_country_by_followers"].toArrow()) == [("X", 1000), ("Y", 1000)]
 
 
+def test_years_are_utc_whatever_the_session_time_zone(spark):
+    # In Los Angeles, ind 1 (2018-01-01 00:00:00 UTC) was posted in 2017 and ind 1's user joined in
+    # 2014: the answers must not move with the session's zone.
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "America/Los_Angeles")
+    try:
+        f = frames(spark)
+        result = gold.answers(spark, f["pin"], f["geo"], f["user"], ["category_by_year", "users_joined_by_year"])
+        assert rows_of(result["category_by_year"].toArrow()) == EXPECTED["category_by_year"]
+        assert rows_of(result["users_joined_by_year"].toArrow()) == EXPECTED["users_joined_by_year"]
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", zone)
+
+
 def test_unknown_query_names_the_known_ones():
     with pytest.raises(gold.GoldError, match="unknown query nope; choose from category_by_country"):
         gold.resolve_names(["category_by_year", "nope"])
