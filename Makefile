@@ -61,6 +61,10 @@ demo: install
 	$(PINPIPE) emulate --mode stream --target api --api-url http://127.0.0.1:$(API_PORT) --records 100 --rate 300 --seed 42 --no-progress; \
 	$(PINPIPE) stream --available-now --archive; \
 	$(PINPIPE) show; \
+	echo "the seed's questions, as gold Delta tables (demo-lake/gold/*) and a report:"; \
+	$(PINPIPE) query --rows 5; \
+	$(PINPIPE) report --out demo-lake/report.html; \
+	echo "metrics: pinpipe stream serves http://127.0.0.1:9108/metrics while it runs; Prometheus (alerts, graphs): $$($(PINPIPE) local status | grep prometheus)"; \
 	echo "raw archive: $$(find demo-lake/raw -name '*.json' | wc -l) objects under demo-lake/raw/topics"; \
 	echo "batch path over the raw archive, into a lake of its own:"; \
 	PINPIPE_LAKE=demo-lake/batch PINPIPE_ARCHIVE=demo-lake/raw $(PINPIPE) batch; \

@@ -153,6 +153,40 @@ def show(rows: Annotated[int, typer.Option(min=0, help="Sample rows per table")]
     typer.echo(describe_tables(settings.lake, settings.delta_storage_options(), rows))
 
 
+@app.command()
+def query(
+    names: Annotated[list[str] | None, typer.Argument(help="Questions to answer (default: all)", show_default=False)] = None,
+    rows: Annotated[int | None, typer.Option(min=0, help="Rows to print per table (default: all)")] = None,
+) -> None:
+    """Answer the seed's questions over the cleaned tables: write each to <lake>/gold/<name> and print it."""
+    from batch.gold import GoldError, format_table, gold_path, resolve_names, run_queries
+    from pinpipe.spark import build_spark_session
+
+    settings = get_settings()
+    try:
+        chosen = resolve_names(names)
+    except GoldError as error:
+        raise typer.BadParameter(str(error), param_hint="NAME") from None
+    spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
+                                driver_memory=settings.driver_memory)
+    try:
+        results = run_queries(spark, settings.lake, chosen, settings.delta_storage_options())
+    finally:
+        spark.stop()
+    for name, table in results.items():
+        typer.echo(format_table(name, table, max_rows=rows))
+        typer.echo(f"  {table.num_rows} rows -> {gold_path(settings.lake, name)}\n")
+
+
+@app.command()
+def report(out: Annotated[str, typer.Option(help="Where to write the HTML report")] = "report.html") -> None:
+    """Write the gold tables as one self-contained HTML report: a chart and a table per question."""
+    from batch.report import write_report
+
+    settings = get_settings()
+    typer.echo(f"report written to {write_report(settings.lake, out, settings.delta_storage_options())}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

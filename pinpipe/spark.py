@@ -18,6 +18,7 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
         SparkSession.builder.master(master)
         .appName(app_name)
         .config("spark.ui.enabled", str(ui).lower())
+        .config("spark.ui.showConsoleProgress", "false")  # stage bars would mix into the CLI's output
         # Local mode runs every task in the driver's JVM; Spark's 1g default starves the writers.
         # (Only applies when this call starts the JVM; spark-submit sets it with --driver-memory.)
         .config("spark.driver.memory", driver_memory)

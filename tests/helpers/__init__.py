@@ -3,6 +3,7 @@ killing and running the CLI. Test modules import from here, never from each othe
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import OrderedDict
 
@@ -152,3 +153,21 @@ def assert_each_batch_committed_once(lake, tables=("pin", "geo", "user", "quaran
         assert counts, f"{table}: no commit carries an app transaction"
         twice = {key: n for key, n in counts.items() if n > 1}
         assert not twice, f"{table}: batches committed more than once: {twice}"
+
+
+BAD_RECORDS = [  # (kind, payload, reason fragment)
+    ("pin", "{this is not json", "malformed JSON"),
+    ("geo", json.dumps({"latitude": 1.0, "longitude": 2.0, "country": "X", "timestamp": "2020-01-01 00:00:00"}),
+     "missing required field 'ind'"),
+    ("user", json.dumps({"ind": "twelve", "first_name": "A", "last_name": "B", "age": 30}), "wrong type: 'ind'"),
+    ("geo", json.dumps({"ind": 5, "latitude": "north", "longitude": 2.0}), "wrong type: 'latitude'"),
+]
+
+
+def send_raw(settings, records) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({**settings.kafka_config(), "batch.num.messages": 1})
+    for kind, payload in records:
+        producer.produce(settings.topic(kind), value=payload.encode(), partition=0)
+    assert producer.flush(30) == 0

@@ -18,8 +18,8 @@ from emulator.generator import Dirt, generate
 from emulator.kafka_target import produce
 from pinpipe.local import free_port
 from pinpipe.prometheus_service import alert_queries, dashboard_queries, prometheus_command, render_config, with_bool
-from tests.integration.helpers import fresh_settings
-from tests.integration.test_pipeline import BAD_RECORDS, send_raw
+from pinpipe.wiring import kafka_target_args
+from tests.helpers import BAD_RECORDS, fresh_settings, send_raw
 
 pytestmark = [
     pytest.mark.integration,
@@ -88,7 +88,7 @@ def test_prometheus_sees_rows_quarantine_and_lag_and_every_panel_and_alert_has_s
         kafka_broker, tmp_path, prometheus_for):
     settings = fresh_settings(kafka_broker, tmp_path / "lake")
     messages = list(generate(300, seed=5, dirt=Dirt(misrouted_rate=0.05)))
-    produce(settings, messages, progress=False)
+    produce(messages, **kafka_target_args(settings), progress=False)
     send_raw(settings, [(kind, payload) for kind, payload, _ in BAD_RECORDS])
     total = len(messages) + len(BAD_RECORDS)
 
@@ -156,11 +156,11 @@ def test_prometheus_sees_rows_quarantine_and_lag_and_every_panel_and_alert_has_s
 def test_a_consumer_group_sees_the_offsets_the_job_committed(spark, kafka_broker, tmp_path):
     from confluent_kafka import Consumer, TopicPartition
 
-    from streaming.job import run
+    from pinpipe.pipeline import run_stream as run
     from streaming.metrics import start_group_commits
 
     settings = fresh_settings(kafka_broker, tmp_path / "lake", max_offsets_per_trigger=150)
-    produce(settings, list(generate(120, seed=9)), progress=False)
+    produce(list(generate(120, seed=9)), **kafka_target_args(settings), progress=False)
     group = f"pinpipe-lag-{settings.prefix}"
     reader = Consumer({**settings.kafka_config(), "group.id": group, "enable.auto.commit": False})
     partitions = [TopicPartition(settings.topic(k), p) for k in ("pin", "geo", "user") for p in (0, 1)]

@@ -9,33 +9,17 @@ import time
 from collections import Counter
 
 import pytest
-from confluent_kafka import Producer
 
 from emulator.generator import Dirt, generate
 from emulator.kafka_target import produce
 from pinpipe.pipeline import run_stream as run
 from pinpipe.wiring import kafka_target_args
 from tests.helpers import (
+    BAD_RECORDS, send_raw,
     assert_each_batch_committed_once, assert_lake_matches, delta_commits, expected_tables, fresh_settings, kill_when, read_rows, run_to_the_end,
 )
 
 pytestmark = pytest.mark.integration
-
-BAD_RECORDS = [  # (kind, payload, reason fragment)
-    ("pin", "{this is not json", "malformed JSON"),
-    ("geo", json.dumps({"latitude": 1.0, "longitude": 2.0, "country": "X", "timestamp": "2020-01-01 00:00:00"}),
-     "missing required field 'ind'"),
-    ("user", json.dumps({"ind": "twelve", "first_name": "A", "last_name": "B", "age": 30}), "wrong type: 'ind'"),
-    ("geo", json.dumps({"ind": 5, "latitude": "north", "longitude": 2.0}), "wrong type: 'latitude'"),
-]
-
-
-def send_raw(settings, records) -> None:
-    producer = Producer({**settings.kafka_config(), "batch.num.messages": 1})
-    for kind, payload in records:
-        producer.produce(settings.topic(kind), value=payload.encode(), partition=0)
-    assert producer.flush(30) == 0
-
 
 def table_versions(settings) -> dict[str, int]:
     from deltalake import DeltaTable
