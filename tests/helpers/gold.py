@@ -90,3 +90,10 @@ def arrow_tables(pin=PIN, geo=GEO, user=USER) -> dict[str, pa.Table]:
         "user": pa.table([pa.array(c, t) for c, t in zip(zip(*user), (pa.int32(), pa.int32(), stamp))],
                          names=["ind", "age", "date_joined"]),
     }
+
+
+def write_lake(lake, tables: dict[str, pa.Table]) -> None:
+    from deltalake import write_deltalake
+
+    for name, table in tables.items():
+        write_deltalake(f"{lake}/{name}", table, mode="overwrite")

@@ -26,8 +26,7 @@ from emulator.kinesis_target import ensure_streams
 from pinpipe import local, wiring
 from pinpipe.clients import aws_client
 from pinpipe.pipeline import run_stream as run
-from tests.helpers import fresh_settings
-from tests.integration.test_pipeline import assert_lake_matches
+from tests.helpers import assert_lake_matches, fresh_settings
 
 pytestmark = pytest.mark.integration
 

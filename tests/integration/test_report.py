@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from batch import gold, report
-from tests.unit.test_gold import EXPECTED, arrow_tables, write_lake
+from tests.helpers.gold import EXPECTED, arrow_tables, write_lake
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -27,7 +27,7 @@ import pytest
 
 from batch import gold
 
-from tests.helpers.gold import COLUMNS, EXPECTED, USER, arrow_tables, ts
+from tests.helpers.gold import COLUMNS, EXPECTED, USER, arrow_tables, ts, write_lake
 
 
 def frames(spark, **rows):
@@ -89,13 +89,6 @@ def test_unknown_query_names_the_known_ones():
 
 
 # ---- through the lake: Delta in, gold Delta out ---------------------------------------------
-
-def write_lake(lake, tables: dict[str, pa.Table]) -> None:
-    from deltalake import write_deltalake
-
-    for name, table in tables.items():
-        write_deltalake(f"{lake}/{name}", table, mode="overwrite")
-
 
 def test_run_queries_writes_gold_tables_with_provenance(spark, tmp_path):
     lake = str(tmp_path / "lake")
