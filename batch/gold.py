@@ -39,6 +39,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from schemas.contracts import CLEAN_COLUMNS, ddl
 from schemas.errors import PinpipeError
+from streaming.delta_sink import native_delta_available
 
 SOURCE_TABLES = ("pin", "geo", "user")
 # Only the columns the questions read: fewer bytes to scan, and the metadata columns stay out.
@@ -215,15 +216,6 @@ def answers(spark: SparkSession, pin: DataFrame, geo: DataFrame, user: DataFrame
 
 
 # ---- I/O ------------------------------------------------------------------------------------
-
-def native_delta_available(spark: SparkSession) -> bool:
-    """True where the delta-spark jars are on the classpath (Databricks, EMR)."""
-    try:
-        spark._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")
-        return True
-    except Exception:
-        return False
-
 
 @dataclass(frozen=True)
 class SourceSnapshot:
