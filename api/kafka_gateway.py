@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from streaming.kafka_auth import build_client_config
+
 # A producer that got these is done for (its epoch is no longer accepted).
 FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
           KafkaError.INVALID_PRODUCER_ID_MAPPING, KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER}
@@ -38,7 +40,7 @@ class KafkaGateway:
         # with a delivery report instead of waiting for a broker that is gone.
         self._config = {
             "acks": "all", "enable.idempotence": True, "linger.ms": 5,
-            **client_config,
+            **build_client_config(client_config),
             "message.timeout.ms": int(timeout * 1000),
             "error_cb": self._on_error,
         }

@@ -11,6 +11,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from tqdm import tqdm
 
 from emulator.summary import RecordsLost, Summary
+from streaming.kafka_auth import build_client_config
 
 DeliveryError = RecordsLost  # the name earlier callers caught
 
@@ -18,7 +19,7 @@ DeliveryError = RecordsLost  # the name earlier callers caught
 def ensure_topics(client_config: dict[str, str], topics: Iterable[str], partitions: int) -> dict[str, int]:
     """Create the topics if missing; return each topic's partition count."""
     topics = list(topics)
-    admin = AdminClient(client_config)
+    admin = AdminClient(build_client_config(client_config))
     existing = admin.list_topics(timeout=30).topics
     missing = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
     for _topic, future in (admin.create_topics(missing).items() if missing else []):
@@ -37,7 +38,7 @@ def _producer(client_config: dict[str, str], one_message_per_batch: bool) -> Pro
               "compression.type": "lz4"}
     if one_message_per_batch:
         config["batch.num.messages"] = 1
-    return Producer(config)
+    return Producer(build_client_config(config))
 
 
 def partition_for(key: bytes, partitions: int) -> int:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.config import ApiSettings
+from streaming.kafka_auth import KafkaAuthSettings, auth_client_config
 from streaming.metrics import MetricsSettings
 from schemas.contracts import KINDS, stream_name, topic_name
 from schemas.errors import PinpipeError
@@ -37,6 +38,8 @@ class KafkaSettings(BaseModel):
     # Opt-in: commit each processed batch's end offsets to this consumer group after its Delta commit,
     # so lag tools (Burrow, kafka-lag-exporter) see the job (Spark's Kafka source never commits).
     commit_group: str | None = None
+    # How clients authenticate (PINPIPE_KAFKA__AUTH__MECHANISM=sasl_scram|tls|msk_iam|...): see streaming.kafka_auth.
+    auth: KafkaAuthSettings = Field(default_factory=KafkaAuthSettings)
 
 
 class KinesisSettings(BaseModel):
@@ -145,7 +148,8 @@ class Settings(BaseSettings):
             raise SettingsError(
                 "PINPIPE_KAFKA__BOOTSTRAP_SERVERS: not set (run `pinpipe local up` or point it at a broker)"
             )
-        return {"bootstrap.servers": self.kafka.bootstrap_servers, **self.kafka.client_config}
+        return {"bootstrap.servers": self.kafka.bootstrap_servers, **auth_client_config(self.kafka.auth),
+                **self.kafka.client_config}
 
 
 class SettingsError(PinpipeError, ValueError):

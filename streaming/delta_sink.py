@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import retry, retry_if_exception, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from schemas.contracts import KINDS, TABLES
 from streaming.metrics import record_commit
@@ -170,47 +170,97 @@ class DeltaRsSink(_AppIdMixin):
             raise
 
 
+# Delta's concurrent-modification errors (delta.exceptions, or their JVM names inside a Py4J error): another
+# writer committed first; re-reading the table and trying again is safe (the app transaction keeps it exactly-once).
+_DELTA_CONFLICTS = ("DeltaConcurrentModificationException", "ConcurrentAppendException", "ConcurrentWriteException",
+                    "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException", "ConcurrentTransactionException",
+                    "MetadataChangedException", "ProtocolChangedException")
+TXN_APP_ID_CONF, TXN_VERSION_CONF = "spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion"
+_creation_locks: dict[str, threading.Lock] = {}
+_creation_locks_guard = threading.Lock()
+
+
+def is_delta_conflict(error: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return bool(names & set(_DELTA_CONFLICTS)) or any(name in str(error) for name in _DELTA_CONFLICTS)
+
+
+def _creation_lock(path: str) -> threading.Lock:
+    with _creation_locks_guard:
+        return _creation_locks.setdefault(path, threading.Lock())
+
+
+class DeltaSparkApi:
+    """The delta-spark calls the native sink makes (a test double stands in where the jars are absent)."""
+
+    def is_table(self, spark: SparkSession, path: str) -> bool:
+        from delta.tables import DeltaTable
+
+        return DeltaTable.isDeltaTable(spark, path)
+
+    def append(self, rows: DataFrame, path: str, app_id: str, version: int) -> None:
+        # Per-write options: nothing another query could see or overwrite.
+        rows.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version) \
+            .option("mergeSchema", "true").save(path)
+
+    def merge(self, spark: SparkSession, path: str, source: DataFrame, condition: str,
+              update_condition: str | None) -> None:
+        # MERGE takes its app transaction from `spark`'s SQL conf only: the sink passes its own session.
+        from delta.tables import DeltaTable
+
+        merger = DeltaTable.forPath(spark, path).alias("t").merge(source.alias("s"), condition)
+        if update_condition is not None:
+            merger = merger.whenMatchedUpdateAll(condition=update_condition)
+        merger.whenNotMatchedInsertAll().execute()
+
+
 class DeltaSparkSink(_AppIdMixin):
     """The native Delta writer (delta-spark); used where its jars are on the classpath.
 
-    Idempotent MERGE through Delta's ``txnAppId``/``txnVersion`` session settings (Delta >= 3.0).
+    Exactly-once through Delta's app transactions (Delta >= 3.0): the first write of a table passes
+    ``txnAppId``/``txnVersion`` as options of its own write; a MERGE reads them from the session conf
+    only, so each sink sets them on a session of its own (``spark.newSession()``: own SQL conf, shared
+    SparkContext and cache), never on the session the other queries' ``foreachBatch`` calls use at the
+    same time. Concurrent-modification conflicts are retried with backoff; the first creation of a table
+    is done once per process under a lock, and a writer that loses a creation race elsewhere retries as
+    a MERGE into the table the other one created.
     """
 
-    def __init__(self, spark: SparkSession, lake: str, query_name: str) -> None:
+    def __init__(self, spark: SparkSession, lake: str, query_name: str, delta: DeltaSparkApi | None = None) -> None:
         super().__init__(query_name)
-        self.spark = spark
+        self.spark = spark.newSession()
         self.lake = lake
+        self.delta = delta or DeltaSparkApi()
 
     def write_micro_batch(self, routed: DataFrame, batch_id: int) -> None:
-        from delta.tables import DeltaTable
-
         routed = routed.persist()
         try:
             for table in TABLES:
                 rows = routed.where(F.col(table).isNotNull()).select(f"{table}.*")
-                self.spark.conf.set("spark.databricks.delta.write.txnAppId", self.app_id)
-                self.spark.conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
-                path = f"{self.lake}/{table}"
-                if not DeltaTable.isDeltaTable(self.spark, path):
-                    if table != "quarantine":
-                        rows = self._latest_per_key(rows)
-                    rows.write.format("delta").mode("append").option("txnAppId", self.app_id) \
-                        .option("txnVersion", batch_id).option("mergeSchema", "true").save(path)
-                    continue
-                target = DeltaTable.forPath(self.spark, path).alias("t")
-                if table == "quarantine":
-                    target.merge(rows.alias("s"), QUARANTINE_KEY).whenNotMatchedInsertAll().execute()
-                    continue
-                (
-                    target.merge(self._latest_per_key(rows).alias("s"), f"t.{KEY} = s.{KEY}")
-                    .whenMatchedUpdateAll(condition=UPDATE_IF_NEWER)
-                    .whenNotMatchedInsertAll()
-                    .execute()
-                )
+                self._write_table(table, rows if table == "quarantine" else self._latest_per_key(rows), batch_id)
         finally:
-            self.spark.conf.unset("spark.databricks.delta.write.txnAppId")
-            self.spark.conf.unset("spark.databricks.delta.write.txnVersion")
             routed.unpersist()
+
+    @retry(retry=retry_if_exception(is_delta_conflict), stop=stop_after_attempt(8),
+           wait=wait_random_exponential(multiplier=0.1, max=5), reraise=True)
+    def _write_table(self, table: str, rows: DataFrame, batch_id: int) -> None:
+        path, app_id = f"{self.lake}/{table}", self.app_id
+        if not self.delta.is_table(self.spark, path):
+            with _creation_lock(path):  # the other query of this process may be creating it right now
+                if not self.delta.is_table(self.spark, path):
+                    self.delta.append(rows, path, app_id, batch_id)
+                    return
+        if table == "quarantine":
+            condition, update_condition = QUARANTINE_KEY, None
+        else:
+            condition, update_condition = f"t.{KEY} = s.{KEY}", UPDATE_IF_NEWER
+        self.spark.conf.set(TXN_APP_ID_CONF, app_id)
+        self.spark.conf.set(TXN_VERSION_CONF, str(batch_id))
+        try:
+            self.delta.merge(self.spark, path, rows, condition, update_condition)
+        finally:
+            self.spark.conf.unset(TXN_APP_ID_CONF)
+            self.spark.conf.unset(TXN_VERSION_CONF)
 
     @staticmethod
     def _latest_per_key(rows: DataFrame) -> DataFrame:
@@ -235,4 +285,4 @@ def make_sink(spark: SparkSession, lake: str, query_name: str, kind: str = "auto
     return DeltaRsSink(lake, query_name, storage_options)
 
 
-__all__ = ["DeltaRsSink", "DeltaSparkSink", "TableSink", "make_sink", "latest_per_key", "table_rows", "KINDS"]
+__all__ = ["DeltaRsSink", "DeltaSparkSink", "DeltaSparkApi", "is_delta_conflict", "TableSink", "make_sink", "latest_per_key", "table_rows", "KINDS"]

@@ -29,6 +29,7 @@ from pyspark.sql.types import StructType
 
 from schemas.errors import DataLossError, OptionError
 from streaming import initial_offsets
+from streaming.kafka_auth import list_topics_checked, with_auth_watch
 from streaming.options import flag, positive_int
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def __init__(self, options: KafkaOptions) -> None:
         self.options = options
         self._metadata_client = None
+        self._auth_watch = None
         self._available_now_end: Offsets | None = None
         self._last_latest: Offsets | None = None
 
@@ -142,14 +144,16 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         from confluent_kafka import Consumer
 
         if self._metadata_client is None:
-            self._metadata_client = Consumer({
+            config, self._auth_watch = with_auth_watch({
                 **self.options.client_config, "group.id": f"pinpipe-metadata-{uuid.uuid4()}",
                 "enable.auto.commit": False,
             })
+            self._metadata_client = Consumer(config)
         return self._metadata_client
 
     def _topic_partitions(self) -> dict[str, list[int]]:
-        metadata = self._client.list_topics(timeout=30)
+        # Ends with the authentication failure (naming the mechanism) instead of a 30 s metadata timeout.
+        metadata = list_topics_checked(self._client, self.options.client_config, self._auth_watch)
         if self.options.topic_pattern:
             pattern = re.compile(self.options.topic_pattern)
             names = [t for t in metadata.topics if pattern.fullmatch(t) and not t.startswith("__")]
@@ -283,10 +287,10 @@ def rate_limit(begin: Offsets, end: Offsets, max_rows: int) -> Offsets:
 
 def read_range(task: KafkaRange) -> Iterator[pa.RecordBatch]:
     """Read exactly the offsets [start, end) of one partition, as Arrow batches."""
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
     options = task.options
-    consumer = Consumer({
+    config, auth_watch = with_auth_watch({
         **options.client_config,
         "group.id": f"pinpipe-reader-{uuid.uuid4()}",
         "enable.auto.commit": False,
@@ -294,11 +298,17 @@ def read_range(task: KafkaRange) -> Iterator[pa.RecordBatch]:
         "auto.offset.reset": "error",
         "fetch.max.bytes": 52428800,
     })
+    consumer = Consumer(config)
     fields = _ARROW_FIELDS + ([_ARROW_HEADERS] if options.include_headers else [])
     schema = pa.schema(fields)
     columns: list[list] = [[] for _ in fields]
     try:
-        next_offset = _check_range(consumer, task)
+        try:
+            next_offset = _check_range(consumer, task)
+        except KafkaException:
+            consumer.poll(0)  # serves error_cb: name an authentication failure instead of a timeout
+            auth_watch.raise_if_failed(options.client_config)
+            raise
         if next_offset < task.end:
             consumer.assign([TopicPartition(task.topic, task.partition, next_offset)])
         idle_since = time.monotonic()

@@ -32,6 +32,8 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field
 from pyspark.sql.streaming.listener import StreamingQueryListener
 
+from streaming.kafka_auth import build_client_config
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9108
@@ -376,7 +378,7 @@ class KafkaRecordAge:
 
         with self._lock:
             if self._consumer is None:
-                self._consumer = Consumer({**self.client_config, "group.id": "pinpipe-metrics-record-age",
+                self._consumer = Consumer({**build_client_config(self.client_config), "group.id": "pinpipe-metrics-record-age",
                                            "enable.auto.commit": False, "fetch.max.bytes": 1048576})
             self._consumer.assign([TopicPartition(topic, partition, offset)])
             message = self._consumer.poll(self.timeout_s)
@@ -451,7 +453,7 @@ def commit_offsets_to_group(client_config: Mapping[str, str], group: str, end: M
                for topic, partitions in end.items() for partition, offset in partitions.items()]
     if not offsets:
         return
-    consumer = Consumer({**client_config, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer({**build_client_config(client_config), "group.id": group, "enable.auto.commit": False})
     try:
         consumer.commit(offsets=offsets, asynchronous=False)
     finally:
