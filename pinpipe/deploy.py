@@ -87,6 +87,37 @@ def _base_python() -> str:
     return getattr(sys, "_base_executable", None) or sys.executable
 
 
+def _clean_env() -> dict[str, str]:
+    # Without PYTHONPATH: a checkout on it (with its egg-info) would make pip skip the wheel.
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+
+
+def _install_into_pack_venv(root: Path, venv: Path, wheel: Path, log) -> None:
+    """A venv with the wheel and its dependencies; the dependency layer is reused while they are unchanged."""
+    import tomllib
+
+    dependencies = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    deps_key = hashlib.sha256(json.dumps([_base_python(), *dependencies]).encode()).hexdigest()[:16]
+    stamp = venv / ".pinpipe-deps"
+    python = str(venv / "bin" / "python")
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    if not (stamp.exists() and stamp.read_text() == deps_key):
+        log("installing the dependencies into a fresh venv ...")
+        shutil.rmtree(venv, ignore_errors=True)
+        _run([_base_python(), "-m", "venv", str(venv)], "python -m venv", env=_clean_env())
+        _run([*pip, *dependencies], "pip install of the dependencies", env=_clean_env())
+        stamp.write_text(deps_key)
+    log(f"installing {wheel.name} ...")
+    _run([*pip, "--no-deps", "--force-reinstall", str(wheel)], "pip install of the wheel", env=_clean_env())
+    # The environment must run the job on its own (with the cluster's pyspark): check from outside
+    # any checkout that the project's packages are in it and its dependencies import.
+    check = ("import importlib.util as u, deltalake, confluent_kafka, pyarrow, pandas, boto3, pydantic_settings, typer; "
+             f"missing = [p for p in {SOURCE_PACKAGES!r} if u.find_spec(p) is None]; "
+             "assert not missing, f'not in the environment: {missing}'")
+    _run([python, "-c", check],
+         "the packed environment's import check", env=_clean_env(), cwd="/")
+
+
 def build_package(root: Path = PROJECT_ROOT, dist: Path | None = None, force: bool = False,
                   log=lambda message: print(message, file=sys.stderr)) -> Package:
     """The wheel and the packed environment of the current sources; reused while they are unchanged."""
@@ -103,9 +134,11 @@ def build_package(root: Path = PROJECT_ROOT, dist: Path | None = None, force: bo
             return package
 
     log(f"building the wheel of {root} ...")
+    shutil.rmtree(root / "build", ignore_errors=True)  # setuptools would also pack modules deleted since
     with tempfile.TemporaryDirectory(prefix="pinpipe-wheel-") as out:
         # No isolation: the build backend (setuptools) is already in this venv, and no index is needed.
-        _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", out, str(root)], "python -m build")
+        _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", out, str(root)], "python -m build",
+             env=_clean_env())
         built = list(Path(out).glob("*.whl"))
         if len(built) != 1:
             raise DeployError(f"python -m build made {len(built)} wheels, expected 1")
@@ -115,11 +148,7 @@ def build_package(root: Path = PROJECT_ROOT, dist: Path | None = None, force: bo
         shutil.move(built[0], wheel)
 
     venv = dist / "pack-venv"
-    log(f"installing {wheel.name} and its dependencies into a fresh venv ...")
-    shutil.rmtree(venv, ignore_errors=True)
-    _run([_base_python(), "-m", "venv", str(venv)], "python -m venv")
-    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-          str(wheel)], "pip install of the wheel")
+    _install_into_pack_venv(root, venv, wheel, log)
     environment = dist / ENV_ARCHIVE_NAME
     log(f"packing the environment into {environment} ...")
     import venv_pack
@@ -127,7 +156,6 @@ def build_package(root: Path = PROJECT_ROOT, dist: Path | None = None, force: bo
     partial = environment.with_suffix(".partial")
     venv_pack.pack(prefix=str(venv), output=str(partial), format="tar.gz", force=True, verbose=False)
     partial.replace(environment)
-    shutil.rmtree(venv, ignore_errors=True)
     entry = dist / ENTRY_NAME
     shutil.copyfile(root / "pinpipe" / ENTRY_NAME, entry)
 
@@ -194,6 +222,80 @@ def spark_submit_args(command: str, args: list[str], env_archive: str, entry: st
     if cluster_mode and plain_settings:
         options += settings_confs(plain_settings)
     return [*options, *extra, entry, command, *args]
+
+
+def unpacked_environment(package: Package) -> Path:
+    """The packed environment unpacked next to it (once per build): a client-mode driver's Python.
+
+    Spark starts the driver's own Python workers (a Python data source's planner) with the same
+    relative ``./environment/bin/python`` as the executors', from the driver's working directory;
+    so a client-mode driver runs in the folder that holds this ``environment``.
+    """
+    folder = package.environment.parent / ENV_ALIAS
+    stamp = folder / ".pinpipe-fingerprint"
+    if stamp.exists() and stamp.read_text() == package.fingerprint:
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    partial = folder.with_name(ENV_ALIAS + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    _run(["tar", "-xzf", str(package.environment), "-C", str(partial)], "unpacking the environment")
+    (partial / ".pinpipe-fingerprint").write_text(package.fingerprint)
+    partial.rename(folder)
+    return folder
+
+
+def _absolute_settings(env: dict[str, str], cwd: Path) -> None:
+    # The driver runs in another folder: relative paths must keep meaning what they meant here.
+    for name in ("PINPIPE_LAKE", "PINPIPE_ARCHIVE"):
+        value = env.get(name)
+        if value and "://" not in value and not os.path.isabs(value):
+            env[name] = str((cwd / value).resolve())
+    env.setdefault("PINPIPE_LAKE", str((cwd / "lake").resolve()))
+    env.setdefault("PINPIPE_LOCAL_STATE", str((cwd / ".pinpipe" / "local").resolve()))
+    if (cwd / ".env").exists():  # the settings' .env file is read from the working directory
+        from dotenv import dotenv_values
+
+        for name, value in dotenv_values(cwd / ".env").items():
+            if name.startswith("PINPIPE_") and value is not None:
+                env.setdefault(name, value)
+
+
+def submit_to_cluster(command: str, args: list[str], master: str, deploy_mode: str = "client",
+                      spark_submit: str = "spark-submit", extra: list[str] = (),
+                      env: Mapping[str, str] = os.environ, execute: bool = True) -> list[str]:
+    """spark-submit to a standalone or YARN master, shipping the packed environment.
+
+    Client mode: the driver runs here, in the unpacked environment, with the settings in its
+    environment (never on the command line). Cluster mode (YARN): the driver runs in a container;
+    non-secret settings go as ``spark.yarn.appMasterEnv.*`` confs, secrets stay with the cluster.
+    """
+    if deploy_mode not in ("client", "cluster"):
+        raise DeployError(f"deploy mode must be client or cluster, got {deploy_mode!r}")
+    if deploy_mode == "cluster" and master.startswith("spark://"):
+        raise DeployError("a standalone master runs Python applications in client mode only (Spark's limit)")
+    package = build_package()
+    child_env = dict(env)
+    cwd = Path.cwd()
+    plain, secret = split_settings(child_env)
+    if deploy_mode == "client":
+        driver_env = unpacked_environment(package)
+        _absolute_settings(child_env, cwd)
+        child_env["PYSPARK_DRIVER_PYTHON"] = str(driver_env / "bin" / "python")
+        child_env.pop("PYTHONPATH", None)  # the driver imports the shipped build, not a checkout
+        cwd = driver_env.parent
+        settings_conf = ["--conf", f"spark.pyspark.driver.python={driver_env / 'bin' / 'python'}"]
+    else:
+        warn_unshipped(secret, "give them to the cluster (IAM role / instance profile, YARN's environment)")
+        settings_conf = []
+    argv = [spark_submit, *spark_submit_args(command, args, str(package.environment), str(package.entry),
+                                             master=master, cluster_mode=deploy_mode == "cluster",
+                                             plain_settings=plain, extra=[*settings_conf, *extra])]
+    print(f"pinpipe deploy: {shlex.join(argv)}  (in {cwd})", file=sys.stderr, flush=True)
+    if execute:
+        os.chdir(cwd)
+        os.execvpe(argv[0], argv, child_env)
+    return argv
 
 
 # ---------------------------------------------------------------- EMR on EC2 and EMR Serverless
@@ -313,6 +415,12 @@ def main(argv: list[str] | None = None) -> int:
     pack.add_argument("--dist", type=Path, default=None)
     pack.add_argument("--force", action="store_true")
     pack.add_argument("--print", choices=("environment", "wheel", "entry"), help="print one path on stdout")
+    submit = sub.add_parser("spark-submit", help="spark-submit to a standalone or YARN master with the packed environment")
+    submit.add_argument("--master", required=True)
+    submit.add_argument("--deploy-mode", default="client", choices=("client", "cluster"))
+    submit.add_argument("--spark-submit", default="spark-submit", help="the spark-submit binary")
+    submit.add_argument("command", choices=("stream", "batch"))
+    submit.add_argument("args", nargs=argparse.REMAINDER)
     for name in ("emr-step", "emr-serverless", "databricks"):
         spec = sub.add_parser(name, help=f"print the {name} spec of a run (JSON); --submit sends it")
         spec.add_argument("command", choices=("stream", "batch"))
@@ -327,6 +435,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(getattr(package, options.print))
             return 0
         args = [a for a in options.args if a != "--"]
+        if options.what == "spark-submit":
+            extra = shlex.split(env.get("SPARK_SUBMIT_OPTS_EXTRA", ""))
+            submit_to_cluster(options.command, args, options.master, options.deploy_mode, options.spark_submit,
+                              extra, env)
+            return 0
         if options.what == "databricks":
             wheel_uri = _required(env, "PINPIPE_DATABRICKS_WHEEL", "the wheel's location on Databricks (/Volumes/... or dbfs:/...)")
             spec = databricks_run(options.command, args, wheel_uri, env,
