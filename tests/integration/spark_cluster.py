@@ -146,3 +146,17 @@ def start_cluster(base: Path, workers: int = 2, cores: int = 1, memory: str = "1
         cluster.stop()
         raise
     return cluster
+
+
+_shared: StandaloneCluster | None = None
+
+
+def shared_cluster(tmp_path_factory) -> StandaloneCluster:
+    """One cluster per test session, whichever test module asks first; stopped at exit."""
+    global _shared
+    if _shared is None:
+        import atexit
+
+        _shared = start_cluster(tmp_path_factory.mktemp("spark-cluster"), workers=2, cores=1, memory="1g")
+        atexit.register(_shared.stop)
+    return _shared

@@ -24,7 +24,7 @@ from pinpipe.deploy import build_package
 from pinpipe.settings import Settings
 from schemas.contracts import TABLES
 from streaming.tables import read_delta
-from tests.integration.spark_cluster import ROOT, StandaloneCluster, cluster_unavailable_reason, start_cluster
+from tests.integration.spark_cluster import ROOT, StandaloneCluster, cluster_unavailable_reason, shared_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -39,9 +39,7 @@ def cluster(tmp_path_factory):
     reason = cluster_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    running = start_cluster(tmp_path_factory.mktemp("spark-cluster"), workers=2, cores=1, memory="1g")
-    yield running
-    running.stop()
+    return shared_cluster(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
