@@ -92,6 +92,41 @@ def test_the_dag_chooses_spark_submit_or_databricks_then_queries(dagbag):
     assert dag["archives"].endswith("pinpipe-env.tar.gz#environment")
 
 
+RENDER = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.execution_time.context import VariableAccessor
+dag = DagBag(dag_folder=sys.argv[1]).dags["pinpipe_batch"]
+op = dag.get_task("batch_databricks")
+context = {"var": {"value": VariableAccessor(deserialize_json=False), "json": VariableAccessor(deserialize_json=True)},
+           "params": {}, "dag": dag, "task": op}
+op.render_template_fields(context)
+print(json.dumps(op._prepare_submit_json(context)))
+"""
+
+
+def test_the_databricks_branch_submits_a_wheel_run_that_carries_the_settings(dagbag, tmp_path):
+    """The payload DatabricksSubmitRunOperator would send, rendered by Airflow, parsed by databricks-sdk."""
+    from databricks.sdk.service.jobs import SubmitTask
+
+    env = airflow_env(tmp_path, AIRFLOW_VAR_PINPIPE_ENV=json.dumps({"PINPIPE_LAKE": "s3://b/lake", "PINPIPE_PREFIX": "p"}),
+                      AIRFLOW_VAR_PINPIPE_SECRET_NAMES=json.dumps(["PINPIPE_KAFKA__CLIENT_CONFIG"]),
+                      AIRFLOW_VAR_PINPIPE_DATABRICKS_SECRET_SCOPE="prod",
+                      AIRFLOW_VAR_PINPIPE_DATABRICKS_WHEEL="/Volumes/main/pinpipe/pinpipe-0.1.0-py3-none-any.whl")
+    result = subprocess.run([str(AIRFLOW_PYTHON), "-c", RENDER, str(DAGS)], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["run_name"] == "pinpipe-batch"
+    task = SubmitTask.from_dict(payload["tasks"][0])
+    assert task.as_dict() == payload["tasks"][0]  # only fields the Jobs API knows
+    assert task.python_wheel_task.parameters == ["batch"] and not task.python_wheel_task.named_parameters
+    assert task.libraries[0].whl == "/Volumes/main/pinpipe/pinpipe-0.1.0-py3-none-any.whl"
+    assert task.new_cluster.spark_env_vars == {
+        "PINPIPE_LAKE": "s3://b/lake", "PINPIPE_PREFIX": "p",
+        "PINPIPE_KAFKA__CLIENT_CONFIG": "{{secrets/prod/pinpipe_kafka__client_config}}"}
+
+
 def query_command_exists() -> bool:
     from pinpipe.cli import app
 

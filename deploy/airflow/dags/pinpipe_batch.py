@@ -1,6 +1,7 @@
 """Daily batch run of pinpipe over the raw archive, like the seed's DAG (@daily, no catchup, 1 retry).
 
-The runner is a DAG param (default: the Airflow Variable ``pinpipe_runner``, else ``spark-submit``):
+The runner: the run's conf ``{"runner": ...}``, else the Airflow Variable ``pinpipe_runner``, else
+``spark-submit``:
 
 - ``spark-submit``: SparkSubmitOperator (connection ``spark_default``: the master, e.g.
   ``spark://host:7077`` or ``yarn``) submitting the packed environment that ``make package`` builds
@@ -29,7 +30,7 @@ from datetime import datetime, timedelta
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, task
 
 PACKAGE_DIR = "{{ var.value.get('pinpipe_package_dir', '/opt/pinpipe/dist') }}"
 CLUSTER_PYTHON = "./environment/bin/python"
@@ -103,22 +104,19 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     default_args={"owner": "data-engineering", "retries": 1, "retry_delay": timedelta(minutes=2)},
-    params={
-        "runner": Param("{{ var.value.get('pinpipe_runner', 'spark-submit') }}", type="string",
-                        description="spark-submit or databricks"),
-    },
+    # No DAG params: the Databricks operator would forward them to the wheel task as named
+    # parameters (`--runner=...`), which the pinpipe command does not take.
     tags=["pinpipe", "batch"],
     render_template_as_native_obj=True,  # env_vars and the Databricks payload render to dicts, not text
     user_defined_macros={"databricks_env": databricks_env},
 ) as dag:
 
     @task.branch(task_id="choose_runner")
-    def choose_runner(params=None) -> str:
+    def choose_runner(dag_run=None) -> str:
         from airflow.sdk import Variable
 
-        runner = (params or {}).get("runner") or "spark-submit"
-        if "{{" in runner:  # the templated default: resolve it here
-            runner = Variable.get("pinpipe_runner", default="spark-submit")
+        runner = ((dag_run.conf or {}) if dag_run else {}).get("runner") \
+            or Variable.get("pinpipe_runner", default="spark-submit")
         if runner not in ("spark-submit", "databricks"):
             raise ValueError(f"runner must be spark-submit or databricks, got {runner!r}")
         return "batch_spark_submit" if runner == "spark-submit" else "batch_databricks"
