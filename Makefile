@@ -8,7 +8,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := deploy/local/node_modules/.installed
 DEMO_POSTS ?= 5000
 
-.PHONY: install airflow-venv demo test test-unit bench clean
+.PHONY: install airflow-venv package demo test test-unit bench clean
 
 $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ $(AIRFLOW_STAMP): deploy/airflow/requirements.txt
 airflow-venv: $(AIRFLOW_STAMP)
 
 install: $(PY_STAMP) $(NODE_STAMP)
+
+# What a cluster runs (dist/): the wheel, the packed environment (venv-pack) and its unpacked copy
+# for a client-mode driver. Cached: rebuilt only when the sources or pyproject.toml change.
+package: $(PY_STAMP)
+	$(PY) -m pinpipe.deploy package --unpack
 
 # The whole pipeline on the embedded services, from an empty lake: emulator -> Kafka + Kinesis -> Spark -> Delta.
 demo: install
@@ -61,4 +66,4 @@ bench: install
 	$(PY) benchmarks/batch_archive.py
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) deploy/local/node_modules demo-lake .pinpipe
+	rm -rf $(VENV) $(AIRFLOW_VENV) deploy/local/node_modules demo-lake .pinpipe dist build
