@@ -414,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     pack = sub.add_parser("package", help="build (or reuse) the wheel and the packed environment in dist/")
     pack.add_argument("--dist", type=Path, default=None)
     pack.add_argument("--force", action="store_true")
+    pack.add_argument("--unpack", action="store_true", help="also unpack the environment for a client-mode driver")
     pack.add_argument("--print", choices=("environment", "wheel", "entry"), help="print one path on stdout")
     submit = sub.add_parser("spark-submit", help="spark-submit to a standalone or YARN master with the packed environment")
     submit.add_argument("--master", required=True)
@@ -431,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if options.what == "package":
             package = build_package(dist=options.dist, force=options.force)
+            if options.unpack:
+                print(f"unpacked for a client-mode driver: {unpacked_environment(package)}", file=sys.stderr)
             if options.print:
                 print(getattr(package, options.print))
             return 0

@@ -147,7 +147,7 @@ def test_airflow_runs_the_batch_on_the_cluster_through_spark_submit(dagbag, tmp_
 
     # An archive in the Connect S3 sink layout, with the seed's kinds of dirt.
     prefix = f"a{uuid.uuid4().hex[:10]}"
-    messages = list(generate(150, 5, Dirt()))
+    messages = list(generate(150, 5, Dirt(misrouted_rate=0.05)))
     offsets: dict[str, int] = {}
     rows = []
     for kind, record in messages:

@@ -131,10 +131,10 @@ class ProcessWatch:
 
 @pytest.fixture(scope="module")
 def topics(kafka_broker):
-    """POSTS posts (with the seed's dirt) on fresh topics."""
+    """POSTS posts (with the seed's dirt, some misrouted into quarantine) on fresh topics."""
     prefix = f"c{uuid.uuid4().hex[:10]}"
     settings = Settings(prefix=prefix, kafka={"bootstrap_servers": kafka_broker, "one_message_per_batch": True})
-    produce(settings, generate(POSTS, 11, Dirt()), progress=False)
+    produce(settings, generate(POSTS, 11, Dirt(misrouted_rate=0.05)), progress=False)
     return prefix
 
 
