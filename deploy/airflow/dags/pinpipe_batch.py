@@ -51,6 +51,9 @@ class PinpipeSparkSubmitOperator(SparkSubmitOperator):
         from airflow.sdk.exceptions import AirflowNotFoundException
         from airflow.sdk.log import mask_secret
 
+        # Not template fields of SparkSubmitOperator: render them here.
+        self._archives = self.render_template(self._archives, context)
+        self._driver_memory = self.render_template(self._driver_memory, context)
         env = {str(k): str(v) for k, v in (self.env_vars or {}).items()}
         try:
             secrets = BaseHook.get_connection(SECRETS_CONN_ID).extra_dejson
