@@ -333,6 +333,10 @@ def emr_serverless_job_run(command: str, args: list[str], code_uri: str, applica
         "spark.sql.session.timeZone": "UTC",
     }
     for name, value in plain.items():
+        # sparkSubmitParameters is split on whitespace, without shell quoting.
+        if re.search(r"\s", value):
+            raise DeployError(f"{name}: a value with whitespace cannot travel in sparkSubmitParameters; "
+                              "set it in the application's runtime configuration instead")
         confs[f"spark.emr-serverless.driverEnv.{name}"] = value
         confs[f"spark.executorEnv.{name}"] = value
     request = {
@@ -342,7 +346,7 @@ def emr_serverless_job_run(command: str, args: list[str], code_uri: str, applica
         "jobDriver": {"sparkSubmit": {
             "entryPoint": f"{code_uri}/{ENTRY_NAME}",
             "entryPointArguments": [command, *args],
-            "sparkSubmitParameters": " ".join(f"--conf {shlex.quote(f'{k}={v}')}" for k, v in confs.items()),
+            "sparkSubmitParameters": " ".join(f"--conf {k}={v}" for k, v in confs.items()),
         }},
     }
     if log_uri:
