@@ -8,7 +8,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := deploy/local/node_modules/.installed
 DEMO_POSTS ?= 5000
 
-.PHONY: install system-packages airflow-venv demo test test-unit bench clean
+.PHONY: install system-packages airflow-venv package demo test test-unit bench clean
 
 $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ $(SYSTEM_STAMP):
 	mkdir -p .pinpipe && touch $@
 
 system-packages: $(SYSTEM_STAMP)
+
+# What a cluster runs (dist/): the wheel, the packed environment (venv-pack) and its unpacked copy
+# for a client-mode driver. Cached: rebuilt only when the sources or pyproject.toml change.
+package: $(PY_STAMP)
+	$(PY) -m pinpipe.deploy package --unpack
 
 # The whole pipeline on the embedded services, from an empty lake: emulator -> Kafka + Kinesis -> Spark -> Delta.
 API_PORT ?= 8089
@@ -87,4 +92,4 @@ bench: install
 	$(PY) benchmarks/api_load.py
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) deploy/local/node_modules demo-lake .pinpipe
+	rm -rf $(VENV) $(AIRFLOW_VENV) deploy/local/node_modules demo-lake .pinpipe dist build

@@ -1,70 +1,60 @@
 #!/usr/bin/env bash
-# One launcher for the streaming job and the batch path, on local Spark, EMR or Databricks.
+# One launcher for the streaming job and the batch path, on this machine or on a cluster.
 #
 #   ./spark-submit.sh stream [--available-now] [--sources kafka,kinesis] [--archive]
 #   ./spark-submit.sh batch  [--from DATE --to DATE | --glob PATTERN]
 #
 # Where it runs (PINPIPE_RUNNER):
-#   local       (default) the pyspark in .venv, master PINPIPE_SPARK_MASTER (local[2])
-#   emr         spark-submit on an EMR primary node: YARN, cluster deploy mode; ship the project
-#               as a zip (--py-files) and its dependencies as a packed venv (PINPIPE_VENV_ARCHIVE)
-#   databricks  prints the spark_python_task JSON for `databricks jobs submit` (or the Airflow
-#               DatabricksSubmitRunOperator), which runs pinpipe/spark_entry.py on a cluster
+#   spark (default)  spark-submit on this machine, master PINPIPE_SPARK_MASTER (default local[2]):
+#                    local[...]         the pyspark of .venv, in this process tree;
+#                    spark://HOST:PORT  a standalone cluster, yarn  a YARN cluster (HADOOP_CONF_DIR):
+#                                       ships the packed environment (make package; rebuilt when the
+#                                       code changes); executors run ./environment/bin/python; the
+#                                       driver runs here (client mode) or, with
+#                                       PINPIPE_DEPLOY_MODE=cluster, in YARN.
+#   emr              prints the EMR add-steps step (JSON); PINPIPE_EMR_CODE_URI=s3://bucket/prefix;
+#                    PINPIPE_SUBMIT=1 uploads the package and adds the step to PINPIPE_EMR_CLUSTER_ID
+#   emr-serverless   prints the EMR Serverless StartJobRun request; PINPIPE_EMR_CODE_URI,
+#                    PINPIPE_EMR_APPLICATION_ID, PINPIPE_EMR_EXECUTION_ROLE_ARN; PINPIPE_SUBMIT=1 starts it
+#   databricks       prints the Jobs runs/submit payload (a wheel task on a job cluster);
+#                    PINPIPE_DATABRICKS_WHEEL (the uploaded wheel); PINPIPE_SUBMIT=1 submits it
+#                    (databricks-sdk's configuration: DATABRICKS_HOST + a token or profile)
 #
-# Settings travel as PINPIPE_* environment variables; on a cluster they are passed as
-# spark.yarn.appMasterEnv.* / spark.executorEnv.* confs. Extra spark-submit options: SPARK_SUBMIT_OPTS_EXTRA.
+# Settings (PINPIPE_*) travel in the driver's environment. Secret ones (keys, passwords, Kafka
+# client config) never go on a command line or into a printed spec: on a cluster they come from the
+# cluster (IAM role / instance profile, a Databricks secret scope). Extra spark-submit options:
+# SPARK_SUBMIT_OPTS_EXTRA.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 command="${1:?usage: spark-submit.sh stream|batch [options]}"
 shift
 case "$command" in stream|batch) ;; *) echo "spark-submit.sh: unknown command '$command' (stream or batch)" >&2; exit 2;; esac
-runner="${PINPIPE_RUNNER:-local}"
-entry="$here/pinpipe/spark_entry.py"
-
-env_confs() {  # every PINPIPE_* variable, for the driver and the executors
-  local name
-  for name in $(compgen -e | grep '^PINPIPE_' || true); do
-    printf -- '--conf\0spark.yarn.appMasterEnv.%s=%s\0--conf\0spark.executorEnv.%s=%s\0' \
-      "$name" "${!name}" "$name" "${!name}"
-  done
-}
+runner="${PINPIPE_RUNNER:-spark}"
+venv="${PINPIPE_VENV:-$here/.venv}"
+[ -x "$venv/bin/python" ] || { echo "spark-submit.sh: no $venv/bin/python; run 'make install'" >&2; exit 2; }
+deploy() { PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$venv/bin/python" -m pinpipe.deploy "$@"; }
+submit_flag=(); [ "${PINPIPE_SUBMIT:-0}" = 1 ] && submit_flag=(--submit)
 
 case "$runner" in
-  local)
-    venv="${PINPIPE_VENV:-$here/.venv}"
-    [ -x "$venv/bin/spark-submit" ] || { echo "spark-submit.sh: no $venv/bin/spark-submit; run 'make install'" >&2; exit 2; }
-    export PYSPARK_PYTHON="$venv/bin/python" PYSPARK_DRIVER_PYTHON="$venv/bin/python"
-    exec "$venv/bin/spark-submit" --master "${PINPIPE_SPARK_MASTER:-local[2]}" \
-      --driver-memory "${PINPIPE_DRIVER_MEMORY:-4g}" --conf spark.sql.session.timeZone=UTC ${SPARK_SUBMIT_OPTS_EXTRA:-} "$entry" "$command" "$@"
+  spark|local)
+    master="${PINPIPE_SPARK_MASTER:-local[2]}"
+    export SPARK_HOME="${SPARK_HOME:-$("$venv/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')}"
+    case "$master" in
+      local*)
+        export PYSPARK_PYTHON="$venv/bin/python" PYSPARK_DRIVER_PYTHON="$venv/bin/python"
+        exec "$SPARK_HOME/bin/spark-submit" --master "$master" \
+          --driver-memory "${PINPIPE_DRIVER_MEMORY:-4g}" --conf spark.sql.session.timeZone=UTC \
+          ${SPARK_SUBMIT_OPTS_EXTRA:-} "$here/pinpipe/spark_entry.py" "$command" "$@"
+        ;;
+      *)
+        export SPARK_SUBMIT_OPTS_EXTRA="--driver-memory ${PINPIPE_DRIVER_MEMORY:-4g} ${SPARK_SUBMIT_OPTS_EXTRA:-}"
+        deploy spark-submit --master "$master" --deploy-mode "${PINPIPE_DEPLOY_MODE:-client}" \
+          --spark-submit "$SPARK_HOME/bin/spark-submit" "$command" "$@"
+        ;;
+    esac
     ;;
-  emr)
-    : "${PINPIPE_VENV_ARCHIVE:?set PINPIPE_VENV_ARCHIVE to a venv packed with venv-pack (s3://.../pinpipe-venv.tar.gz)}"
-    zip_file="$(mktemp -d)/pinpipe.zip"
-    (cd "$here" && zip -qr "$zip_file" pinpipe schemas streaming batch emulator)
-    mapfile -d '' confs < <(env_confs)
-    exec spark-submit --master yarn --deploy-mode cluster \
-      --archives "$PINPIPE_VENV_ARCHIVE#environment" \
-      --conf spark.yarn.appMasterEnv.PYSPARK_PYTHON=./environment/bin/python \
-      --conf spark.executorEnv.PYSPARK_PYTHON=./environment/bin/python \
-      --conf spark.sql.session.timeZone=UTC "${confs[@]}" \
-      --py-files "$zip_file" ${SPARK_SUBMIT_OPTS_EXTRA:-} "$entry" "$command" "$@"
-    ;;
-  databricks)
-    python3 - "$command" "$@" <<'PY'
-import json, os, sys
-env = {k: v for k, v in os.environ.items() if k.startswith("PINPIPE_") and k != "PINPIPE_RUNNER"}
-print(json.dumps({
-    "run_name": f"pinpipe-{sys.argv[1]}",
-    "tasks": [{
-        "task_key": f"pinpipe_{sys.argv[1]}",
-        "spark_python_task": {"python_file": os.environ.get("PINPIPE_DATABRICKS_ENTRY", "pinpipe/spark_entry.py"),
-                              "parameters": sys.argv[1:]},
-        "existing_cluster_id": os.environ.get("PINPIPE_DATABRICKS_CLUSTER_ID", "<cluster id>"),
-        "libraries": [{"pypi": {"package": "pinpipe"}}],
-    }],
-    "environment_vars": env,
-}, indent=2))
-PY
-    ;;
-  *) echo "spark-submit.sh: PINPIPE_RUNNER must be local, emr or databricks (got '$runner')" >&2; exit 2;;
+  emr) deploy emr-step "${submit_flag[@]}" "$command" "$@" ;;
+  emr-serverless) deploy emr-serverless "${submit_flag[@]}" "$command" "$@" ;;
+  databricks) deploy databricks "${submit_flag[@]}" "$command" "$@" ;;
+  *) echo "spark-submit.sh: PINPIPE_RUNNER must be spark, emr, emr-serverless or databricks (got '$runner')" >&2; exit 2;;
 esac

@@ -14,9 +14,12 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
     # `python3` is first on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder
+    # Under spark-submit (or on Databricks) the launcher already chose the master: keep it.
+    if not launched_by_spark():
+        builder = builder.master(master)
     builder = (
-        SparkSession.builder.master(master)
-        .appName(app_name)
+        builder.appName(app_name)
         .config("spark.ui.enabled", str(ui).lower())
         .config("spark.ui.showConsoleProgress", "false")  # stage bars would mix into the CLI's output
         # Local mode runs every task in the driver's JVM; Spark's 1g default starves the writers.
@@ -32,6 +35,11 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
     spark.sparkContext.setLogLevel("WARN")
     register_data_sources(spark)
     return spark
+
+
+def launched_by_spark() -> bool:
+    """True when a Spark launcher (spark-submit, Databricks) started this process and its JVM."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ or "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
 def register_data_sources(spark: SparkSession) -> None:

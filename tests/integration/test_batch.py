@@ -211,7 +211,8 @@ def test_spark_submit_sh_runs_the_batch_path_locally_and_describes_a_databricks_
     run_to_the_end([str(root / "spark-submit.sh"), "batch"], env, tmp_path)
     assert len(read_rows(settings, "pin")) == len(seed_records["pin"])
     described = subprocess.run([str(root / "spark-submit.sh"), "batch", "--glob", "*.user/*"],
-                               env={**env, "PINPIPE_RUNNER": "databricks"}, capture_output=True, text=True, timeout=60)
+                               env={**env, "PINPIPE_RUNNER": "databricks", "PINPIPE_DATABRICKS_WHEEL": "/Volumes/p.whl"},
+                               capture_output=True, text=True, timeout=60)
     run = json.loads(described.stdout)
-    assert run["tasks"][0]["spark_python_task"]["parameters"] == ["batch", "--glob", "*.user/*"]
-    assert run["environment_vars"]["PINPIPE_LAKE"] == settings.lake
+    assert run["tasks"][0]["python_wheel_task"]["parameters"] == ["batch", "--glob", "*.user/*"]
+    assert run["tasks"][0]["new_cluster"]["spark_env_vars"]["PINPIPE_LAKE"] == settings.lake

@@ -11,7 +11,6 @@ path with valid credentials and TLS is not tested here; the failure path is real
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 

@@ -1,0 +1,217 @@
+"""The job on a real Spark standalone cluster whose workers cannot see the repository or its venv.
+
+`./spark-submit.sh` with `PINPIPE_SPARK_MASTER=spark://...` ships the packed environment
+(`make package`); the tables it lands must be those of local mode, with executors on both
+workers; a worker SIGKILLed mid-run is survived; and no secret leaks into a command line or a log.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import re
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from emulator.generator import Dirt, generate
+from emulator.kafka_target import produce
+from pinpipe.deploy import build_package
+from pinpipe.settings import Settings
+from pinpipe.wiring import kafka_target_args
+from schemas.contracts import TABLES
+from streaming.tables import read_delta
+from tests.helpers.spark_cluster import ROOT, StandaloneCluster, cluster_unavailable_reason, shared_cluster
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+
+POSTS = 300
+SENTINEL = f"sentinel-secret-{uuid.uuid4().hex}"
+INGEST_TIMES = {"_ingested_at", "ingested_at"}
+RUN_TIMEOUT = 900  # 2 shared cores: a cluster run can take minutes while other Spark jobs run
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    reason = cluster_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    return shared_cluster(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def package():
+    return build_package()
+
+
+def submit_env(lake: Path, prefix: str, broker: str, master: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PINPIPE_")}
+    env.update({
+        "PINPIPE_PREFIX": prefix, "PINPIPE_LAKE": str(lake), "PINPIPE_SPARK_MASTER": master,
+        "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": broker, "PINPIPE_KAFKA__ONE_MESSAGE_PER_BATCH": "true",
+        "PINPIPE_VENV": sys.prefix, "PINPIPE_DRIVER_MEMORY": "1g",
+        # A secret the job never needs here: it must not show up anywhere.
+        "PINPIPE_S3__SECRET_KEY": SENTINEL,
+        "SPARK_SUBMIT_OPTS_EXTRA": "--conf spark.executor.memory=512m --conf spark.ui.enabled=false",
+    })
+    env.update(extra)
+    return env
+
+
+def spark_submit(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([str(ROOT / "spark-submit.sh"), *args], env=env, cwd=cwd, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def run_to_the_end(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> str:
+    process = spark_submit(args, env, cwd, log)
+    try:
+        code = process.wait(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        raise
+    output = log.read_text(errors="replace")
+    assert code == 0, f"spark-submit.sh {' '.join(args)} exited {code}:\n{_tail(output)}"
+    return output
+
+
+def _tail(output: str) -> str:
+    lines = [line for line in output.splitlines() if not line.startswith("\tat ")]
+    return "\n".join(lines[-60:])
+
+
+def app_id(output: str) -> str:
+    match = re.search(r"Connected to Spark cluster with app ID (app-\S+)", output)
+    assert match, "the driver log names no standalone application: it did not run on the cluster"
+    return match.group(1)
+
+
+def comparable(lake: Path, table: str) -> list[dict]:
+    data = read_delta(str(lake / table))
+    assert data is not None, f"no table {table} in {lake}"
+    rows = [{k: v for k, v in row.items() if k not in INGEST_TIMES} for row in data.to_pylist()]
+    return sorted(rows, key=repr)
+
+
+def assert_same_tables(left: Path, right: Path) -> None:
+    for table in TABLES:
+        expected, got = comparable(left, table), comparable(right, table)
+        assert len(got) == len(expected), f"{table}: {len(got)} rows on the cluster, {len(expected)} locally"
+        assert got == expected, f"{table} differs between {left} and {right}"
+
+
+class ProcessWatch:
+    """Samples every process's command line while a run goes on, looking for a value."""
+
+    def __init__(self, needle: str):
+        self.needle, self.hits, self._stop = needle.encode(), [], threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        while not self._stop.is_set():
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    if self.needle in cmdline.read_bytes():
+                        self.hits.append(cmdline.read_bytes().replace(b"\0", b" ")[:300])
+                except OSError:
+                    pass
+            time.sleep(0.5)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.fixture(scope="module")
+def topics(kafka_broker):
+    """POSTS posts (with the seed's dirt, some misrouted into quarantine) on fresh topics."""
+    prefix = f"c{uuid.uuid4().hex[:10]}"
+    settings = Settings(prefix=prefix, kafka={"bootstrap_servers": kafka_broker, "one_message_per_batch": True})
+    produce(generate(POSTS, 11, Dirt(misrouted_rate=0.05)), **kafka_target_args(settings), progress=False)
+    return prefix
+
+
+@pytest.fixture(scope="module")
+def local_lakes(topics, kafka_broker, tmp_path_factory, package):
+    """The reference: the stream and then the batch path in local mode, through the same script."""
+    base = tmp_path_factory.mktemp("local")
+    env = submit_env(base / "lake", topics, kafka_broker, "local[2]")
+    run_to_the_end(["stream", "--available-now", "--sources", "kafka", "--archive"], env, base, base / "stream.log")
+    return base / "lake"
+
+
+def test_stream_and_batch_on_the_cluster_land_what_local_mode_lands(cluster: StandaloneCluster, topics,
+                                                                     kafka_broker, local_lakes, tmp_path):
+    lake = tmp_path / "lake"
+    env = submit_env(lake, topics, kafka_broker, cluster.url)
+    with ProcessWatch(SENTINEL) as watch:
+        stream_out = run_to_the_end(["stream", "--available-now", "--sources", "kafka", "--archive"], env, tmp_path,
+                                    tmp_path / "stream.log")
+    assert_same_tables(local_lakes, lake)
+
+    # The batch path over the archive the cluster wrote: on the cluster and locally, each into a lake of its own.
+    archive = str(lake / "raw")
+    batch_lake, local_batch_lake = tmp_path / "batch-lake", tmp_path / "local-batch-lake"
+    with ProcessWatch(SENTINEL) as batch_watch:
+        batch_out = run_to_the_end(["batch"], {**env, "PINPIPE_LAKE": str(batch_lake), "PINPIPE_ARCHIVE": archive},
+                                   tmp_path, tmp_path / "batch.log")
+    run_to_the_end(["batch"], {**submit_env(local_batch_lake, topics, kafka_broker, "local[2]"),
+                               "PINPIPE_ARCHIVE": archive}, tmp_path, tmp_path / "local-batch.log")
+    assert_same_tables(local_batch_lake, batch_lake)
+    assert len(comparable(batch_lake, "pin")) == len(comparable(lake, "pin"))
+
+    # The master ran both applications, each with executors on both workers that ran tasks.
+    state = cluster.state()
+    apps = {app["id"]: app for app in state["activeapps"] + state["completedapps"]}
+    for output in (stream_out, batch_out):
+        application = app_id(output)
+        assert application in apps, f"{application} is not in the master's applications: {sorted(apps)}"
+        for worker in cluster.workers:
+            logs = list(worker.work_dir.glob(f"{application}/*/stderr"))
+            assert logs, f"no executor of {application} on worker {worker.index}"
+            assert any(re.search(r"Running task \d+\.\d+ in stage", log.read_text(errors="replace")) for log in logs), \
+                f"the executor of {application} on worker {worker.index} ran no task"
+
+    # No secret in a command line, the launcher's output, or any log of the cluster.
+    assert watch.hits == [] and batch_watch.hits == [], (watch.hits + batch_watch.hits)[:3]
+    assert SENTINEL not in stream_out + batch_out
+    for log in cluster.base.rglob("*"):
+        if log.is_file() and (log.name in ("stderr", "stdout") or log.suffix == ".log"):
+            assert SENTINEL.encode() not in log.read_bytes(), f"the secret is in {log}"
+
+
+def test_a_worker_killed_mid_run_is_survived_without_loss_or_duplicates(cluster: StandaloneCluster, topics,
+                                                                        kafka_broker, local_lakes, tmp_path):
+    lake = tmp_path / "lake"
+    # Small micro-batches: the run lasts long enough to lose a node in the middle of it.
+    env = submit_env(lake, topics, kafka_broker, cluster.url, PINPIPE_MAX_OFFSETS_PER_TRIGGER="120")
+    process = spark_submit(["stream", "--available-now", "--sources", "kafka"], env, tmp_path, tmp_path / "run.log")
+    victim = cluster.workers[1]
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        # Kill once the first micro-batch has committed (the job is mid-run, executors on both workers).
+        while not (lake / "pin" / "_delta_log" / "00000000000000000000.json").exists():
+            assert process.poll() is None, f"the run ended before the kill:\n{_tail((tmp_path / 'run.log').read_text())}"
+            assert time.monotonic() < deadline, "no micro-batch committed in time"
+            time.sleep(0.5)
+        victim.kill()
+        code = process.wait(timeout=RUN_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+        if victim.process.poll() is not None:  # the next test gets two workers again
+            cluster.start_worker(victim, cores=1, memory="1g")
+            cluster.wait_for_workers(2)
+    output = (tmp_path / "run.log").read_text(errors="replace")
+    assert code == 0, _tail(output)
+    assert re.search(r"(Lost executor|Executor lost|Removed executor|is now (LOST|EXITED|DEAD))", output), \
+        "the driver never noticed the lost worker: the kill came too late"
+    assert_same_tables(local_lakes, lake)
