@@ -9,6 +9,7 @@ import json
 import pytest
 
 from emulator.generator import Dirt, generate
+from pinpipe.clients import aws_client
 from pinpipe.pipeline import run_stream as run
 from tests.helpers import fresh_settings, read_rows
 
@@ -28,7 +29,7 @@ def test_a_broken_aggregate_lands_its_head_and_quarantines_the_rest(spark, kafka
     aggregate.records.add(partition_key_index=1, data=json.dumps(geo[1]).encode())
     aggregate.records.add(partition_key_index=5, data=json.dumps(geo[2]).encode())  # no such key: the break
     body = aggregate.SerializeToString()
-    client = settings.boto3_client("kinesis")
+    client = aws_client(settings, "kinesis")
     stream = settings.stream_name("geo")
     for kind in ("pin", "geo", "user"):  # the job reads all three
         client.create_stream(StreamName=settings.stream_name(kind), ShardCount=1)

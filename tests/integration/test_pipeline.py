@@ -114,4 +114,4 @@ def test_sigkill_during_batch_0_of_a_latest_query_replays_the_same_range(kafka_b
     run_to_the_end(command + ["--available-now"], env, tmp_path)
     pins = sorted(r["ind"] for r in read_rows(settings, "pin"))
     assert pins == sorted(r["index"] for k, r in after + more if k == "pin")
-    assert_each_batch_committed_once(settings.lake)
+    assert_each_batch_committed_once(settings.lake, tables=("pin", "geo", "user"))
