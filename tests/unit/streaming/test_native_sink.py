@@ -87,10 +87,12 @@ def test_two_queries_committing_at_once_never_share_an_app_id(spark, tmp_path):
     kafka, kinesis = bound_sink(spark, lake, "kafka", delta), bound_sink(spark, lake, "kinesis", delta)
     for sink in (kafka, kinesis):  # batch 0 creates the tables; the later batches MERGE
         sink.write_micro_batch(routed_batch(spark, 0, "0"), 0)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(sink.write_micro_batch, routed_batch(spark, i, str(i)), batch)
-                   for batch in (1, 2, 3) for i, sink in ((1, kafka), (2, kinesis))]
-        for future in futures:
+    def run_query(ind, sink):  # as Spark runs a query's foreachBatch: one batch after the other
+        for batch in (1, 2, 3):
+            sink.write_micro_batch(routed_batch(spark, ind, str(ind)), batch)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the two queries at the same time
+        for future in [pool.submit(run_query, 1, kafka), pool.submit(run_query, 2, kinesis)]:
             future.result()
     merges = [c for c in delta.commits if c[1] == "merge"]
     assert len(merges) == 4 + 6 * 4  # kinesis' batch 0 and the six concurrent batches, four tables each
