@@ -34,6 +34,7 @@ from pyspark.sql.window import Window
 from tenacity import retry, retry_if_exception, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from schemas.contracts import KINDS, TABLES
+from streaming.tables import table_path
 from streaming.metrics import record_commit
 
 log = logging.getLogger(__name__)
@@ -123,9 +124,6 @@ class DeltaRsSink(_AppIdMixin):
             for future in futures:
                 future.result()
 
-    def _path(self, table: str) -> str:
-        return f"{self.lake}/{table}"
-
     @retry(retry=retry_if_exception_type(_CommitConflict), stop=stop_after_attempt(8),
            wait=wait_random_exponential(multiplier=0.05, max=2), reraise=True)
     def _write_table(self, table: str, rows: pa.Table, app_id: str, batch_id: int) -> None:
@@ -135,7 +133,7 @@ class DeltaRsSink(_AppIdMixin):
         commit = CommitProperties(app_transactions=[Transaction(app_id=app_id, version=batch_id)])
         try:
             try:
-                target = DeltaTable(self._path(table), storage_options=self.storage_options)
+                target = DeltaTable(table_path(self.lake, table), storage_options=self.storage_options)
             except TableNotFoundError:
                 target = None
             if target is not None:
@@ -145,7 +143,7 @@ class DeltaRsSink(_AppIdMixin):
                     return
             if target is None:
                 source = rows if table == "quarantine" else latest_per_key(rows)
-                write_deltalake(self._path(table), source, mode="append", schema_mode="merge",
+                write_deltalake(table_path(self.lake, table), source, mode="append", schema_mode="merge",
                                 storage_options=self.storage_options, commit_properties=commit)
                 record_commit(self.query_name, table, rows, 0)
                 return
@@ -244,7 +242,7 @@ class DeltaSparkSink(_AppIdMixin):
     @retry(retry=retry_if_exception(is_delta_conflict), stop=stop_after_attempt(8),
            wait=wait_random_exponential(multiplier=0.1, max=5), reraise=True)
     def _write_table(self, table: str, rows: DataFrame, batch_id: int) -> None:
-        path, app_id = f"{self.lake}/{table}", self.app_id
+        path, app_id = table_path(self.lake, table), self.app_id
         if not self.delta.is_table(self.spark, path):
             with _creation_lock(path):  # the other query of this process may be creating it right now
                 if not self.delta.is_table(self.spark, path):
