@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from pyspark.sql import SparkSession
@@ -17,7 +18,7 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
     builder = SparkSession.builder
     # Under spark-submit (or on Databricks) the launcher already chose the master: keep it.
     if not launched_by_spark():
-        builder = builder.master(master)
+        builder = builder.master(with_task_retries(master))
     builder = (
         builder.appName(app_name)
         .config("spark.ui.enabled", str(ui).lower())
@@ -35,6 +36,22 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
     spark.sparkContext.setLogLevel("WARN")
     register_data_sources(spark)
     return spark
+
+
+LOCAL_TASK_ATTEMPTS = 4  # spark.task.maxFailures' default on a cluster
+
+
+def with_task_retries(master: str, attempts: int = LOCAL_TASK_ATTEMPTS) -> str:
+    """``local[N]`` -> ``local[N,attempts]``: a failed task is retried as on a cluster.
+
+    Local mode gives a task one attempt (``spark.task.maxFailures`` does not apply to it), so one
+    transient task failure (a broker blip, a flaky deserialization) fails the whole query. A master
+    that already says its attempts, or a cluster master, is kept.
+    """
+    match = re.fullmatch(r"local(?:\[(\*|\d+)\])?", master.strip())
+    if not match:
+        return master
+    return f"local[{match.group(1) or 1},{attempts}]"
 
 
 def launched_by_spark() -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import OrderedDict
+from pathlib import Path
 
 from pinpipe.settings import Settings
 from schemas.contracts import PLACEHOLDERS
@@ -80,6 +81,7 @@ def run_to_the_end(command: list[str], env: dict, cwd) -> None:
     import subprocess
 
     finished = subprocess.run(command, env=env, cwd=cwd, capture_output=True, timeout=600)
+    (Path(cwd) / "run_to_the_end.stderr").write_bytes(finished.stderr)  # the whole story, for a failure
     errors = [line for line in finished.stderr.decode().splitlines() if "Error" in line or "Exception" in line]
     assert finished.returncode == 0, "\n".join(errors[:20]) or finished.stderr.decode()[-3000:]
 
