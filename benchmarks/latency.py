@@ -41,7 +41,9 @@ from pinpipe.settings import Settings  # noqa: E402
 from pinpipe.spark import build_spark_session  # noqa: E402
 from schemas.contracts import KINDS, TABLES  # noqa: E402
 from streaming.delta_sink import DeltaRsSink, table_rows  # noqa: E402
-from streaming.job import kafka_envelope, read_kafka, start_query  # noqa: E402
+from pinpipe.pipeline import kafka_options, read_source  # noqa: E402
+from streaming.envelopes import kafka_envelope  # noqa: E402
+from streaming.job import Trigger, start_table_query  # noqa: E402
 
 Coordinate = tuple[str, int, int]  # topic, partition, offset
 
@@ -170,14 +172,15 @@ def main() -> None:
                 coordinates = batch.select("topic", "partition", "offset").toArrow()
                 clock.commit(*(coordinates.column(c).to_pylist() for c in ("topic", "partition", "offset")))
 
-            return (read_kafka(spark, settings).writeStream.queryName("floor")
+            return (read_source(spark, "kafka", kafka_options(settings)).writeStream.queryName("floor")
                     .option("checkpointLocation", str(work / "checkpoint-floor"))
                     .trigger(processingTime=args.trigger).foreachBatch(collect).start())
 
         def pipeline_query(settings: Settings, clock: Clock):
             sink = TimedSink(clock, settings.lake, "kafka")
-            return start_query(spark, settings, "kafka", available_now=False, sink=sink,
-                               envelope=kafka_envelope(read_kafka(spark, settings)))
+            envelope = kafka_envelope(read_source(spark, "kafka", kafka_options(settings)))
+            return start_table_query(envelope, "kafka", str(work / f"checkpoint-{settings.prefix}"), sink,
+                                     Trigger(interval=args.trigger))
 
         print(f"posting {args.rate:,.0f} records/s, trigger {args.trigger!r}, warm-up {args.warmup:.0f}s per phase; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (others' work slows both phases)")

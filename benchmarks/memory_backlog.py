@@ -29,8 +29,10 @@ from pinpipe.settings import Settings  # noqa: E402
 from pinpipe.wiring import kafka_target_args  # noqa: E402
 
 
-def tree_rss(pid: int) -> tuple[int, int]:
-    """Resident bytes of a process and all its descendants (from /proc): (all, the JVMs among them)."""
+def tree_rss(pid: int) -> dict[str, int]:
+    """Resident bytes of a process and all its descendants (from /proc), by part: the job's own Python
+    process (the driver's Python: sink, delta-rs), the JVMs (Spark's driver), the other Python processes
+    (Spark's Python workers: the sources' readers) and all."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     jvm: set[int] = set()
@@ -46,30 +48,33 @@ def tree_rss(pid: int) -> tuple[int, int]:
                 jvm.add(int(entry))
         except (OSError, IndexError, ValueError):
             continue
-    total = java = 0
+    parts = {"all": 0, "jvm": 0, "driver python": rss.get(pid, 0), "python workers": 0}
     todo = [pid]
     while todo:
         current = todo.pop()
-        total += rss.get(current, 0)
-        java += rss.get(current, 0) if current in jvm else 0
+        parts["all"] += rss.get(current, 0)
+        if current in jvm:
+            parts["jvm"] += rss.get(current, 0)
+        elif current != pid:
+            parts["python workers"] += rss.get(current, 0)
         todo.extend(children.get(current, []))
-    return total, java
+    return parts
 
 
-def drain(settings: Settings, work: Path) -> tuple[int, int, float]:
-    """Run the job over the backlog; return (peak bytes, peak bytes of the JVM, seconds)."""
+def drain(settings: Settings, work: Path) -> tuple[dict[str, int], float]:
+    """Run the job over the backlog; return (peak bytes of each part, seconds)."""
     env = {**os.environ, "PINPIPE_PREFIX": settings.prefix, "PINPIPE_LAKE": settings.lake,
            "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers}
     started = time.perf_counter()
     job = subprocess.Popen([sys.executable, "-m", "pinpipe.cli", "stream", "--available-now", "--sources", "kafka"],
                            env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak, peak_jvm, done = 0, 0, threading.Event()
+    peaks: dict[str, int] = {}
+    done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak, peak_jvm
         while not done.is_set():
-            total, java = tree_rss(job.pid)
-            peak, peak_jvm = max(peak, total), max(peak_jvm, java)
+            for part, size in tree_rss(job.pid).items():
+                peaks[part] = max(peaks.get(part, 0), size)
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -79,7 +84,7 @@ def drain(settings: Settings, work: Path) -> tuple[int, int, float]:
     sampler.join()
     if job.returncode != 0:
         raise SystemExit(f"the job failed: {stderr.decode()[-2000:]}")
-    return peak, peak_jvm, time.perf_counter() - started
+    return peaks, time.perf_counter() - started
 
 
 def main() -> None:
@@ -96,13 +101,16 @@ def main() -> None:
                                 kafka={"bootstrap_servers": broker, "one_message_per_batch": True})
             messages = generate(records // 3, seed=5, dirt=Dirt(repeat_rate=0.0))
             produce(messages, **kafka_target_args(settings), partitions=2, bulk=True, progress=False)
-            peak, peak_jvm, seconds = drain(settings, work)
-            peaks[name] = peak
-            print(f"backlog {name} = {records:,} records: peak RSS {peak / 2**20:,.0f} MiB "
-                  f"(job + Spark driver + Python workers; the driver JVM alone {peak_jvm / 2**20:,.0f} MiB), "
-                  f"{seconds:.0f} s", flush=True)
-        ratio = peaks["5N"] / peaks["N"]
-        print(f"peak RSS 5N / N = {ratio:.2f}x (goal <= 1.2x)")
+            parts, seconds = drain(settings, work)
+            peaks[name] = parts
+            print(f"backlog {name} = {records:,} records, {seconds:.0f} s: peak RSS {parts['all'] / 2**20:,.0f} MiB "
+                  f"(job + Spark driver + Python workers); peaks of the parts: "
+                  + ", ".join(f"{part} {size / 2**20:,.0f} MiB" for part, size in parts.items() if part != "all"),
+                  flush=True)
+        for part in peaks["N"]:
+            print(f"peak RSS 5N / N, {part}: {peaks['5N'][part] / peaks['N'][part]:.2f}x")
+        ratio = peaks["5N"]["all"] / peaks["N"]["all"]
+        print(f"peak RSS 5N / N = {ratio:.2f}x (goal <= 1.2x: {'met' if ratio <= 1.2 else 'NOT met'})")
     finally:
         local.stop_service("kafka", work / "services")
 

@@ -150,14 +150,19 @@ class DeltaRsSink(_AppIdMixin):
             if table == "quarantine":
                 # Keyed by the record's coordinates: a backfill that meets a bad record again adds nothing.
                 merger = target.merge(rows, predicate=QUARANTINE_KEY, source_alias="s", target_alias="t",
-                                      commit_properties=commit, merge_schema=True).when_not_matched_insert_all()
+                                      commit_properties=commit, merge_schema=True,
+                                      streamed_exec=False).when_not_matched_insert_all()
             else:
                 merger = (
                     target.merge(latest_per_key(rows), predicate=f"t.{KEY} = s.{KEY}", source_alias="s",
-                                 target_alias="t", commit_properties=commit, merge_schema=True)
+                                 target_alias="t", commit_properties=commit, merge_schema=True,
+                                 streamed_exec=False)
                     .when_matched_update_all(predicate=UPDATE_IF_NEWER)
                     .when_not_matched_insert_all()
                 )
+            # streamed_exec=False: the source (one micro-batch, already in memory) keeps its statistics,
+            # from which delta-rs derives a pruning predicate, so a MERGE reads only the target files
+            # whose key range meets the batch's, not the whole table: memory and time stay flat as it grows.
             merger.execute()
             record_commit(self.query_name, table, rows, target.version())
         except CommitFailedError as error:  # another query committed first: re-read and retry
