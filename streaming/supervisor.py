@@ -56,6 +56,7 @@ _TRANSIENT = re.compile(
     r"RemoteDisconnected|EndpointConnectionError|ConnectTimeout|ReadTimeout|[Tt]imed? ?out|"
     r"_TRANSPORT|_ALL_BROKERS_DOWN|_TIMED_OUT|_MSG_TIMED_OUT|Broker transport failure|"
     r"error sending request|tcp connect error|[Cc]onnection closed|IncompleteRead|"
+    r"NETWORK_CONNECTION|Couldn't connect to server|curlCode: (?:7|28|52|56)\b|"
     r"ServiceUnavailable|Service Unavailable|SlowDown|InternalError|Internal Server Error|"
     r"\b50[0234]\b|ProvisionedThroughputExceeded|LimitExceededException|ThrottlingException")
 
@@ -67,9 +68,13 @@ def is_transient(error: BaseException) -> bool:
 
 
 def _summary(error: BaseException, limit: int = 300) -> str:
-    match = _TRANSIENT.search(str(error))
-    head = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return (f"{match.group(0)!r} in: " if match else "") + head[:limit]
+    """The line of the (often very long, JVM-wrapped) error that names the cause, else its first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+    for pattern in (_PERMANENT, _TRANSIENT):
+        named = [line for line in lines if pattern.search(line) and not line.startswith("at ")]
+        if named:
+            return named[-1][:limit]
+    return lines[0][:limit]
 
 
 @dataclass

@@ -96,6 +96,8 @@ def test_transient_failures_restart_with_growing_waits_and_permanent_ones_stop_t
     ("KafkaError{code=_TIMED_OUT,val=-185,str=\"Failed to get watermark offsets: Local: Timed out\"}", True),
     ("streaming.kafka_source.KafkaDataLossError: DataLossError: offsets 5..9 are gone", False),
     ("schemas.errors.OptionError: option subscribe is required", False),
+    ("OSError: When uploading part for key 'raw/x': AWS Error NETWORK_CONNECTION during UploadPart operation: "
+     "curlCode: 7, Couldn't connect to server", True),
     ("ZeroDivisionError: division by zero", False),
 ])
 def test_which_failures_are_transient(message, transient):
@@ -120,13 +122,14 @@ def landed(settings, messages) -> bool:
 
 
 @contextmanager
-def running_stream(spark, settings, sources: list[str]):
+def running_stream(spark, settings, sources: list[str], archive: bool = False):
     """The stream (processing-time trigger, supervised) in a thread; yields {"supervisor"|"error": ...}."""
     stopping, outcome = threading.Event(), {}
 
     def run():
         try:
-            outcome["supervisor"] = run_stream(spark, settings, sources, restart=POLICY, stopping=stopping)
+            outcome["supervisor"] = run_stream(spark, settings, sources, archive=archive, restart=POLICY,
+                                               stopping=stopping)
         except BaseException as error:  # noqa: BLE001 - handed to the test
             outcome["error"] = error
 
@@ -181,3 +184,85 @@ def test_kafka_broker_restart_mid_stream_loses_and_duplicates_nothing(spark, sta
 
 
 RESTART_DOWN_SECONDS = 5.0
+
+
+def test_kinesis_restart_mid_stream_loses_and_duplicates_nothing(spark, state_dir, tmp_path):
+    from emulator import kinesis_target
+    from pinpipe.wiring import kinesis_target_args
+
+    kinesis = local.start_service("kinesis", state_dir, persistent=True)
+    settings = fresh_settings("127.0.0.1:1", tmp_path / "lake", max_offsets_per_trigger=40,
+                              trigger_interval="200 milliseconds", kinesis={
+                                  "endpoint_url": kinesis.endpoint, "access_key": "local", "secret_key": "local",
+                                  "initial_position": "trim_horizon", "shard_fetch_interval": "0ms"})
+    before = list(generate(150, seed=41, dirt=CLEAN))
+    kinesis_target.produce(before, **kinesis_target_args(settings), shards=2, progress=False)
+
+    with running_stream(spark, settings, ["kinesis"]) as outcome:
+        wait_for(lambda: delta_commits(Path(settings.lake) / "pin") >= 3, 240, "three commits before the restart")
+        down_at = time.monotonic()
+        local.restart_service("kinesis", state_dir, down_for=RESTART_DOWN_SECONDS)
+        assert local.read_state(state_dir, "kinesis").port == kinesis.port
+        after = list(generate(50, seed=42, dirt=CLEAN, first_ind=10_000))
+        kinesis_target.produce(after, **kinesis_target_args(settings), shards=2, progress=False)
+        wait_for(lambda: landed(settings, before + after) or "error" in outcome, 300, "every record to land")
+        recovered_in = time.monotonic() - down_at
+    assert "error" not in outcome, outcome.get("error")
+    assert_lake_matches(settings, before + after, extra_bad=0)
+    assert_each_batch_committed_once(settings.lake)
+    restarts = outcome["supervisor"].restarts
+    assert_bounded_restarts(restarts)
+    print(f"kinesis: recovered {recovered_in:.1f} s after kinesalite went down; restarts: {restarts}")
+
+
+def archived_offsets(s3_client, bucket: str) -> list[tuple[str, int, int]]:
+    """(topic, partition, offset) of every record in the archive's objects (keys carry the first offset)."""
+    found = []
+    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="raw/"):
+        for item in page.get("Contents", []):
+            topic, partition, first = item["Key"].rsplit("/", 1)[1].removesuffix(".json").rsplit("+", 2)
+            lines = s3_client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode().splitlines()
+            found += [(topic, int(partition), int(first) + i) for i in range(len(lines))]
+    return found
+
+
+def test_s3_restart_mid_stream_keeps_the_raw_archive_exactly_once(spark, state_dir, tmp_path):
+    import boto3
+
+    from pinpipe.pipeline import run_batch
+
+    broker = local.start_service("kafka", state_dir)
+    s3 = local.start_service("s3", state_dir, persistent=True)
+    client = boto3.client("s3", endpoint_url=s3.endpoint, region_name="us-east-1", aws_access_key_id="local",
+                          aws_secret_access_key="local")
+    client.create_bucket(Bucket="archive")
+    s3_settings = {"endpoint_url": s3.endpoint, "access_key": "local", "secret_key": "local"}
+    settings = fresh_settings(broker.endpoint, tmp_path / "lake", max_offsets_per_trigger=40,
+                              trigger_interval="200 milliseconds", archive="s3://archive/raw", s3=s3_settings,
+                              archive_max_records=25)
+    before = list(generate(150, seed=51, dirt=CLEAN))
+    produce(before, **kafka_target_args(settings), progress=False)
+    expected = len(before)
+
+    with running_stream(spark, settings, [], archive=True) as outcome:  # the archive query alone: Kafka -> S3
+        wait_for(lambda: len(archived_offsets(client, "archive")) >= 3 * 25, 240, "archive objects before the restart")
+        down_at = time.monotonic()
+        local.restart_service("s3", state_dir, down_for=RESTART_DOWN_SECONDS)
+        after = list(generate(50, seed=52, dirt=CLEAN, first_ind=10_000))
+        produce(after, **kafka_target_args(settings), progress=False)
+        expected += len(after)
+        wait_for(lambda: len(archived_offsets(client, "archive")) >= expected or "error" in outcome, 300,
+                 "every record in the archive")
+        recovered_in = time.monotonic() - down_at
+    assert "error" not in outcome, outcome.get("error")
+    offsets = archived_offsets(client, "archive")
+    assert len(offsets) == len(set(offsets)) == expected, "records lost or archived twice"
+    restarts = outcome["supervisor"].restarts
+    assert_bounded_restarts(restarts)
+
+    # The batch path over what survived the restart: every record once in the tables.
+    backfilled = settings.model_copy(update={"lake": str(tmp_path / "from-archive")})
+    run_batch(spark, backfilled)
+    assert_lake_matches(backfilled, before + after, extra_bad=0)
+    print(f"s3: recovered {recovered_in:.1f} s after the S3 service went down; restarts: {restarts}")
+
