@@ -136,17 +136,23 @@ class Supervisor:
     def _tend(self, name: str, entry: _Supervised) -> bool:
         """Check one query, schedule or make its restart; False once it has ended for good."""
         if entry.query is None:
-            if time.monotonic() >= entry.restart_at:
-                log.info("query %s: restarting from its checkpoint", name)
+            if time.monotonic() < entry.restart_at:
+                return True
+            log.info("query %s: restarting from its checkpoint", name)
+            try:
                 entry.query = entry.start()
-            return True
+                return True
+            except Exception as error:  # noqa: BLE001 - a start that fails is judged like a failed query
+                return self._failed(name, entry, error, progressed=False)
         error = entry.query.exception()
         if error is None:
             return entry.query.isActive
+        return self._failed(name, entry, error, progressed=bool(entry.query.recentProgress))
+
+    def _failed(self, name: str, entry: _Supervised, error: BaseException, progressed: bool) -> bool:
         if not is_transient(error):
             log.error("query %s failed and will not be restarted: %s", name, _summary(error))
             raise error
-        progressed = bool(entry.query.recentProgress)
         entry.failures = 1 if progressed else entry.failures + 1
         if entry.failures > self.policy.max_restarts:
             log.error("query %s: %d restarts in a row made no progress; giving up", name, self.policy.max_restarts)
