@@ -11,6 +11,7 @@ options, sinks, checkpoints and triggers:
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, Iterable
 
 from pyspark.sql import DataFrame, SparkSession
@@ -23,8 +24,9 @@ from pinpipe.settings import Settings
 from streaming.delta_sink import TableSink, make_sink
 from streaming.envelopes import kafka_envelope, kinesis_envelope
 from streaming.initial_offsets import OPTION as INITIAL_OFFSETS, initial_offsets_path
-from streaming.job import Trigger, await_queries, start_query, start_table_query
+from streaming.job import Trigger, start_query, start_table_query, supervise_queries
 from streaming.options import set_options
+from streaming.supervisor import RestartPolicy, Supervisor
 
 SOURCES = ("kafka", "kinesis")
 
@@ -101,13 +103,26 @@ def start_archive_query(spark: SparkSession, settings: Settings, available_now: 
                        trigger(settings, available_now))
 
 
+def restart_policy(settings: Settings) -> RestartPolicy:
+    # Settings.restart (PINPIPE_RESTART__*) where the settings have it; the policy's defaults otherwise.
+    return getattr(settings, "restart", None) or RestartPolicy()
+
+
 def run_stream(spark: SparkSession, settings: Settings, sources: Iterable[str] = SOURCES,
-               available_now: bool = False, handle_signals: bool = False, archive: bool = False) -> None:
-    """Run the source queries (and the archive query) until they end or until stopped."""
-    queries = [start_source_query(spark, settings, source, available_now) for source in sources]
+               available_now: bool = False, handle_signals: bool = False, archive: bool = False,
+               restart: RestartPolicy | None = None, stopping: threading.Event | None = None) -> Supervisor:
+    """Run the source queries (and the archive query) until they end or until stopped.
+
+    A query that fails because a service went away is restarted from its checkpoint with backoff
+    (``restart``, default: :func:`restart_policy`); the returned supervisor lists the restarts.
+    ``stopping``: set it to stop the queries from another thread.
+    """
+    starters: dict[str, Callable[[], StreamingQuery]] = {
+        source: (lambda source=source: start_source_query(spark, settings, source, available_now))
+        for source in sources}
     if archive:
-        queries.append(start_archive_query(spark, settings, available_now))
-    await_queries(queries, handle_signals)
+        starters["archive"] = lambda: start_archive_query(spark, settings, available_now)
+    return supervise_queries(starters, restart or restart_policy(settings), handle_signals, stopping)
 
 
 def run_batch(spark: SparkSession, settings: Settings, modified_after: str | None = None,

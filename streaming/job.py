@@ -20,6 +20,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from schemas.cleaning import route
 from streaming.delta_sink import TableSink
+from streaming.supervisor import RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +77,13 @@ def await_queries(queries: list[StreamingQuery], handle_signals: bool = False) -
     for query in queries:
         if query.exception() is not None:
             raise query.exception()
+
+
+def supervise_queries(starters: dict[str, Callable[[], StreamingQuery]], policy: RestartPolicy,
+                      handle_signals: bool = False, stopping: threading.Event | None = None) -> Supervisor:
+    """Like :func:`await_queries`, but a query that fails for a transient cause (a service restarting)
+    is started again from its checkpoint after a backoff (:mod:`streaming.supervisor`). Returns the
+    supervisor, whose ``restarts`` say what happened."""
+    supervisor = Supervisor(starters, policy)
+    supervisor.run(handle_signals, stopping)
+    return supervisor
