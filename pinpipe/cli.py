@@ -27,9 +27,12 @@ def _parse_list(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, .
 
 
 @local_app.command("up")
-def local_up(services: Annotated[str, typer.Option(help="Comma list of kafka, kinesis, s3")] = "kafka,kinesis,s3") -> None:
+def local_up(
+    services: Annotated[str, typer.Option(help="Comma list of kafka, kinesis, s3")] = "kafka,kinesis,s3",
+    persist: Annotated[bool, typer.Option(help="Keep Kafka, Kinesis and S3 data in the state folder across restarts")] = False,
+) -> None:
     """Start the embedded services and point the pipeline's settings at them."""
-    running = local.up(LOCAL_STATE_DIR, _parse_list(services, local.SERVICES, "service"))
+    running = local.up(LOCAL_STATE_DIR, _parse_list(services, local.SERVICES, "service"), persistent=persist)
     for service in running.values():
         typer.echo(f"{service.name:8} {service.endpoint:28} pid {service.pid}  log {service.log}")
     typer.echo(f"settings written to {LOCAL_STATE_DIR / 'services.env'}")
@@ -40,6 +43,16 @@ def local_down() -> None:
     """Stop the embedded services started by `pinpipe local up`."""
     stopped = local.down(LOCAL_STATE_DIR)
     typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@local_app.command("restart")
+def local_restart(
+    name: Annotated[str, typer.Argument(help="kafka, kinesis or s3")],
+    down_for: Annotated[float, typer.Option(min=0, help="Seconds to stay down before starting again")] = 0.0,
+) -> None:
+    """Restart one embedded service on the same port (with its data when started with --persist)."""
+    service = local.restart_service(_parse_list(name, local.SERVICES, "service")[0], LOCAL_STATE_DIR, down_for=down_for)
+    typer.echo(f"{service.name:8} {service.endpoint:28} pid {service.pid}")
 
 
 @local_app.command("status")

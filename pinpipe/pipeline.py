@@ -103,18 +103,13 @@ def start_archive_query(spark: SparkSession, settings: Settings, available_now: 
                        trigger(settings, available_now))
 
 
-def restart_policy(settings: Settings) -> RestartPolicy:
-    # Settings.restart (PINPIPE_RESTART__*) where the settings have it; the policy's defaults otherwise.
-    return getattr(settings, "restart", None) or RestartPolicy()
-
-
 def run_stream(spark: SparkSession, settings: Settings, sources: Iterable[str] = SOURCES,
                available_now: bool = False, handle_signals: bool = False, archive: bool = False,
                restart: RestartPolicy | None = None, stopping: threading.Event | None = None) -> Supervisor:
     """Run the source queries (and the archive query) until they end or until stopped.
 
     A query that fails because a service went away is restarted from its checkpoint with backoff
-    (``restart``, default: :func:`restart_policy`); the returned supervisor lists the restarts.
+    (``restart``, default: ``settings.restart``, i.e. ``PINPIPE_RESTART__*``); the returned supervisor lists the restarts.
     ``stopping``: set it to stop the queries from another thread.
     """
     starters: dict[str, Callable[[], StreamingQuery]] = {
@@ -122,7 +117,7 @@ def run_stream(spark: SparkSession, settings: Settings, sources: Iterable[str] =
         for source in sources}
     if archive:
         starters["archive"] = lambda: start_archive_query(spark, settings, available_now)
-    return supervise_queries(starters, restart or restart_policy(settings), handle_signals, stopping)
+    return supervise_queries(starters, restart or settings.restart, handle_signals, stopping)
 
 
 def run_batch(spark: SparkSession, settings: Settings, modified_after: str | None = None,

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from api.config import ApiSettings
 from streaming.kafka_auth import KafkaAuthSettings, auth_client_config
 from streaming.metrics import MetricsSettings
+from streaming.supervisor import RestartPolicy
 from schemas.contracts import KINDS, stream_name, topic_name
 from schemas.errors import PinpipeError
 from streaming.tables import checkpoint_path, table_path
@@ -80,6 +81,8 @@ class Settings(BaseSettings):
     s3: S3Settings = Field(default_factory=S3Settings)
     api: ApiSettings = Field(default_factory=ApiSettings)  # the ingest API (`pinpipe api`)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # Prometheus /metrics (port 0 = off)
+    # A query that failed because a service went away restarts from its checkpoint with backoff.
+    restart: RestartPolicy = Field(default_factory=RestartPolicy)
     # Processing-time trigger of `pinpipe stream` (Spark interval string).
     trigger_interval: str = Field("10 seconds", pattern=r"^\d+ (milliseconds?|seconds?|minutes?|hours?)$")
     # Per-micro-batch row cap of each source (Spark's maxOffsetsPerTrigger): bounds the driver's memory.
