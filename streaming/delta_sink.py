@@ -43,8 +43,12 @@ KEY = "ind"
 # Newest record wins, by the one total order of schemas.contracts (`_order_key`), in both sinks.
 # A target row without an order key was written before the key existed: anything replaces it.
 UPDATE_IF_NEWER = "t._order_key IS NULL OR s._order_key > t._order_key"
-QUARANTINE_KEY = " AND ".join(f"t.{c} = s.{c}" for c in ("source_system", "source_name", "source_partition",
-                                                        "source_position"))
+QUARANTINE_COORDINATES = ("source_system", "source_name", "source_partition", "source_position")
+QUARANTINE_KEY = " AND ".join(f"t.{c} = s.{c}" for c in QUARANTINE_COORDINATES)
+# Literal bounds on the target added to a MERGE predicate, so delta-rs prunes target files by their
+# min/max statistics instead of reading the whole table (its own source-derived filter is off for
+# the streamed source it uses by default). At most this many disjuncts keep the predicate small.
+MAX_PRUNING_RANGES = 32
 
 
 class TableSink(Protocol):
@@ -93,6 +97,66 @@ def latest_per_key(rows: pa.Table, key: str = KEY) -> pa.Table:
     is_last = pc.not_equal(keys.slice(0, len(keys) - 1), keys.slice(1))
     is_last = pa.concat_arrays([is_last.cast(pa.bool_()), pa.array([True])])
     return ordered.filter(is_last)
+
+
+def _sql_literal(value) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return str(int(value))
+
+
+def _covering_ranges(values: pa.Array, max_ranges: int) -> list[tuple]:
+    """At most ``max_ranges`` closed ranges covering every distinct non-null value, cut at the widest gaps."""
+    import numpy as np
+
+    distinct = pc.unique(pc.drop_null(values)).sort()
+    if len(distinct) == 0:
+        return []
+    if len(distinct) <= max_ranges:
+        return [(value, value) for value in distinct.to_pylist()]
+    numbers = distinct.to_numpy()
+    cuts = np.sort(np.argsort(np.diff(numbers), kind="stable")[len(numbers) - max_ranges:])
+    starts, ends = np.concatenate([[0], cuts + 1]), np.concatenate([cuts, [len(numbers) - 1]])
+    return [(int(numbers[a]), int(numbers[b])) for a, b in zip(starts, ends)]
+
+
+def kind_merge_predicate(source: pa.Table, key: str = KEY, max_ranges: int = MAX_PRUNING_RANGES) -> str:
+    """``t.ind = s.ind`` and a literal bound of the source's ``ind`` values (a few ranges) on the target.
+
+    The bound only restates what the equality implies, so matches (and newest-wins) are unchanged;
+    delta-rs uses it to skip target files whose ``ind`` min/max lies outside every range.
+    """
+    ranges = _covering_ranges(source.column(key).combine_chunks(), max_ranges)
+    if not ranges:
+        return f"t.{key} = s.{key}"
+    bounds = " OR ".join(f"t.{key} = {lo}" if lo == hi else f"(t.{key} >= {lo} AND t.{key} <= {hi})"
+                         for lo, hi in ranges)
+    return f"t.{key} = s.{key} AND ({bounds})"
+
+
+def quarantine_merge_predicate(source: pa.Table, max_groups: int = MAX_PRUNING_RANGES) -> str:
+    """The four-coordinate key and, per (system, name, partition) of the source, its position range.
+
+    Positions are strings and compared as strings (as the bound and the file statistics both are),
+    so the bound holds whatever the position's format. A coordinate that is null never matches,
+    so such rows need no bound. Many groups: one IN list per coordinate instead.
+    """
+    system, name, partition, position = QUARANTINE_COORDINATES
+    groups = (source.select(list(QUARANTINE_COORDINATES)).drop_null()
+              .group_by([system, name, partition]).aggregate([(position, "min"), (position, "max")]))
+    if groups.num_rows == 0:
+        return QUARANTINE_KEY
+    if groups.num_rows > max_groups:
+        in_lists = [f"t.{c} IN ({', '.join(_sql_literal(v) for v in pc.unique(groups.column(c)).to_pylist())})"
+                    for c in (system, name, partition)]
+        return f"{QUARANTINE_KEY} AND " + " AND ".join(in_lists)
+    bounds = []
+    for group in groups.to_pylist():
+        low, high = group[f"{position}_min"], group[f"{position}_max"]
+        bounds.append("(" + " AND ".join([
+            *(f"t.{c} = {_sql_literal(group[c])}" for c in (system, name, partition)),
+            f"t.{position} >= {_sql_literal(low)}", f"t.{position} <= {_sql_literal(high)}"]) + ")")
+    return f"{QUARANTINE_KEY} AND ({' OR '.join(bounds)})"
 
 
 class _CommitConflict(Exception):
@@ -149,20 +213,21 @@ class DeltaRsSink(_AppIdMixin):
                 return
             if table == "quarantine":
                 # Keyed by the record's coordinates: a backfill that meets a bad record again adds nothing.
-                merger = target.merge(rows, predicate=QUARANTINE_KEY, source_alias="s", target_alias="t",
-                                      commit_properties=commit, merge_schema=True,
+                merger = target.merge(rows, predicate=quarantine_merge_predicate(rows), source_alias="s",
+                                      target_alias="t", commit_properties=commit, merge_schema=True,
                                       streamed_exec=False).when_not_matched_insert_all()
             else:
+                source = latest_per_key(rows)
                 merger = (
-                    target.merge(latest_per_key(rows), predicate=f"t.{KEY} = s.{KEY}", source_alias="s",
+                    target.merge(source, predicate=kind_merge_predicate(source), source_alias="s",
                                  target_alias="t", commit_properties=commit, merge_schema=True,
                                  streamed_exec=False)
                     .when_matched_update_all(predicate=UPDATE_IF_NEWER)
                     .when_not_matched_insert_all()
                 )
-            # streamed_exec=False: the source (one micro-batch, already in memory) keeps its statistics,
-            # from which delta-rs derives a pruning predicate, so a MERGE reads only the target files
-            # whose key range meets the batch's, not the whole table: memory and time stay flat as it grows.
+            # streamed_exec=False: the source (one micro-batch, already in memory) keeps its statistics, from
+            # which delta-rs derives its own min/max pruning predicate; the literal bounds above are finer.
+            # Either way a MERGE reads only the target files the batch can touch, not the whole table.
             merger.execute()
             record_commit(self.query_name, table, rows, target.version())
         except CommitFailedError as error:  # another query committed first: re-read and retry

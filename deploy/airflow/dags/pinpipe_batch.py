@@ -11,7 +11,9 @@ The runner: the run's conf ``{"runner": ...}``, else the Airflow Variable ``pinp
   job cluster (Variable ``pinpipe_databricks_wheel``: the uploaded wheel) whose environment carries
   the settings, secrets as references into a secret scope.
 
-After the batch, ``pinpipe query`` runs the analytics queries the same way.
+After the batch, ``pinpipe query`` runs the analytics queries the same way, then ``pinpipe maintain``
+compacts, vacuums (with its retention setting, never below the safe floor) and checkpoints the
+tables and prunes the query checkpoints; it is safe while the stream runs.
 
 Settings: the non-secret ``PINPIPE_*`` values come from the Variable ``pinpipe_env`` (a JSON
 object). Secret ones come from the Connection ``pinpipe_secrets`` (its extra: a JSON object of
@@ -126,6 +128,7 @@ with DAG(
 
     batch_spark_submit = pinpipe_spark_submit("batch_spark_submit", ["batch"])
     query_spark_submit = pinpipe_spark_submit("query_spark_submit", ["query"])
+    maintain_spark_submit = pinpipe_spark_submit("maintain_spark_submit", ["maintain"])
 
     def databricks_run(task_id: str, args: list[str]) -> DatabricksSubmitRunOperator:
         return DatabricksSubmitRunOperator(
@@ -151,7 +154,8 @@ with DAG(
 
     batch_databricks = databricks_run("batch_databricks", ["batch"])
     query_databricks = databricks_run("query_databricks", ["query"])
+    maintain_databricks = databricks_run("maintain_databricks", ["maintain"])
 
     choose_runner() >> [batch_spark_submit, batch_databricks]
-    batch_spark_submit >> query_spark_submit
-    batch_databricks >> query_databricks
+    batch_spark_submit >> query_spark_submit >> maintain_spark_submit
+    batch_databricks >> query_databricks >> maintain_databricks

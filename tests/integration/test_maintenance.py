@@ -1,0 +1,109 @@
+"""`maintain` while a real stream commits: real tansu, real Spark (processing-time trigger), real Delta."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from deltalake import DeltaTable
+
+from emulator.generator import Dirt, generate
+from emulator.kafka_target import produce
+from pinpipe.pipeline import start_source_query
+from pinpipe.wiring import kafka_target_args
+from streaming.maintenance import MaintenanceSettings, RetentionError, maintain_lake, prune_checkpoint
+from tests.helpers import assert_each_batch_committed_once, assert_lake_matches, expected_tables, fresh_settings, read_rows
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = MaintenanceSettings(min_retention_hours=1)
+
+
+def wait_until(condition, timeout: float, what: str, query=None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if query is not None and query.exception() is not None:
+            raise query.exception()
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(0.5)
+
+
+def landed(settings, messages) -> bool:
+    expected = expected_tables(messages)
+    return all({r["ind"] for r in read_rows(settings, kind)} == set(expected[kind]) for kind in ("pin", "geo", "user"))
+
+
+def version(settings, table="pin") -> int:
+    return DeltaTable(settings.table_path(table)).version()
+
+
+@pytest.mark.timeout(1500)
+def test_maintain_while_the_stream_commits_loses_nothing_and_the_stream_goes_on(spark, kafka_broker, tmp_path):
+    settings = fresh_settings(kafka_broker, tmp_path / "lake", trigger_interval="500 milliseconds",
+                              max_offsets_per_trigger=60)
+    # First new posts only: each batch only inserts, so small files pile up for maintenance to compact
+    # (a batch that updates a row rewrites its file). Then repeats: the stream updates rows maintenance rewrites.
+    chunks = [list(generate(40, seed=seed, dirt=Dirt(repeat_rate=0.3 if seed >= 4 else 0, misrouted_rate=0.02),
+                            first_ind=1 + 40 * seed)) for seed in range(12)]
+    # Newer versions of early users, sent while maintenance runs: the newest must win.
+    chunks[5] += [("user", {**r, "first_name": "Renamed"}) for k, r in chunks[0] if k == "user" and "first_name" in r]
+    sent: list = []
+
+    def send(chunk) -> None:
+        produce(chunk, **kafka_target_args(settings), progress=False)
+        sent.extend(chunk)
+
+    for chunk in chunks[:4]:
+        send(chunk)
+    query = start_source_query(spark, settings, "kafka", available_now=False)
+    try:
+        wait_until(lambda: landed(settings, sent), 600, "the first chunks", query)
+        # Producing on while maintenance runs, so that stream commits race maintenance commits.
+        producer = threading.Thread(target=lambda: [send(c) or time.sleep(1) for c in chunks[4:8]])
+        before_window = version(settings)
+        producer.start()
+        reports = [maintain_lake(settings.lake, SETTINGS, retention_hours=1)]
+        deadline = time.monotonic() + 600
+
+        def stream_commits() -> int:  # pin commits that were not maintenance's
+            compactions = sum(t.files_compacted > 0 for r in reports for t in r.tables if t.table == "pin")
+            return version(settings) - before_window - compactions
+
+        # Maintain again and again while the stream commits: each pass compacts what the stream appended since.
+        while producer.is_alive() or stream_commits() < 3:
+            assert time.monotonic() < deadline and query.exception() is None, "the stream stopped committing"
+            reports.append(maintain_lake(settings.lake, SETTINGS, retention_hours=1))
+        producer.join()
+        for report in reports:
+            print(report.text())
+            assert report.ok, report.text()
+        pin = next(t for t in reports[0].tables if t.table == "pin")
+        assert pin.files_after < pin.files_before, reports[0].text()
+        assert pin.checkpointed and {t.table for t in reports[0].tables} == {"pin", "geo", "user", "quarantine"}
+        after_maintenance = version(settings)
+
+        for chunk in chunks[8:10]:
+            send(chunk)
+        wait_until(lambda: landed(settings, sent), 600, "the chunks sent during and after maintenance", query)
+        assert version(settings) > after_maintenance, "the stream stopped committing after maintenance"
+        # A reader of a version from before the compaction, inside the retention, still reads.
+        assert DeltaTable(settings.table_path("pin"), version=pin.version_before).count() > 0
+    finally:
+        query.stop()
+
+    # Prune the stopped query's checkpoint hard (keep 2 batches), then restart it from there.
+    checkpoint = settings.checkpoint_path("kafka")
+    pruned = prune_checkpoint(checkpoint, batches_to_retain=2)
+    assert pruned.files_removed > 0 and pruned.newest_batch is not None
+    for chunk in chunks[10:]:
+        send(chunk)
+    restarted = start_source_query(spark, settings, "kafka", available_now=True)
+    restarted.awaitTermination(900)
+    assert restarted.exception() is None
+    assert_lake_matches(settings, sent, extra_bad=0)  # every ind once, the newest record's values
+    assert_each_batch_committed_once(settings.lake)
+
+    with pytest.raises(RetentionError, match="below the safe floor"):
+        maintain_lake(settings.lake, MaintenanceSettings(), retention_hours=2)
+    assert read_rows(settings, "pin")
