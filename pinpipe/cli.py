@@ -158,6 +158,23 @@ def batch(
 
 
 @app.command()
+def maintain(
+    tables: Annotated[list[str] | None, typer.Argument(help="Tables (default: pin, geo, user, quarantine, gold/*)", show_default=False)] = None,
+    retention_hours: Annotated[int | None, typer.Option(min=0, help="Vacuum files removed longer ago than this (default PINPIPE_MAINTENANCE__RETENTION_HOURS)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Allow a retention below the safe floor (only when nothing reads or writes)")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done; change nothing")] = False,
+) -> None:
+    """Compact, vacuum and checkpoint the tables and prune the query checkpoints (safe while the stream runs)."""
+    from streaming.maintenance import maintain_lake
+
+    settings = get_settings()
+    report = maintain_lake(settings.lake, settings.maintenance, settings.delta_storage_options(), tables,
+                           retention_hours, force, dry_run)
+    typer.echo(report.text())
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
 def show(rows: Annotated[int, typer.Option(min=0, help="Sample rows per table")] = 3) -> None:
     """Print each table's row count and a few sample rows."""
     from streaming.tables import describe_tables

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.config import ApiSettings
 from streaming.kafka_auth import KafkaAuthSettings, auth_client_config
+from streaming.maintenance import MaintenanceSettings
 from streaming.metrics import MetricsSettings
 from streaming.supervisor import RestartPolicy
 from schemas.contracts import KINDS, stream_name, topic_name
@@ -83,6 +84,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # Prometheus /metrics (port 0 = off)
     # A query that failed because a service went away restarts from its checkpoint with backoff.
     restart: RestartPolicy = Field(default_factory=RestartPolicy)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)  # `pinpipe maintain`
     # Processing-time trigger of `pinpipe stream` (Spark interval string).
     trigger_interval: str = Field("10 seconds", pattern=r"^\d+ (milliseconds?|seconds?|minutes?|hours?)$")
     # Per-micro-batch row cap of each source (Spark's maxOffsetsPerTrigger): bounds the driver's memory.

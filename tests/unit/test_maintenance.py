@@ -171,3 +171,17 @@ def test_maintenance_racing_the_sinks_merges_loses_nothing_and_duplicates_nothin
     expected = {i: f"b{i // 10 + 1 if resent_later(i) else i // 10}" for i in range(600)}
     assert {i: n for i, n in newest.items() if n != expected[i]} == {}  # the newest record of each ind
     print("conflicts retried by maintenance:", sum(t.conflicts_retried for r in reports for t in r.tables))
+
+
+def test_the_cli_maintains_the_settings_lake_and_refuses_a_retention_below_the_floor(tmp_path):
+    import subprocess
+    import sys
+
+    many_small_commits(tmp_path, commits=5)
+    env = {**os.environ, "PINPIPE_LAKE": str(tmp_path), "PINPIPE_MAINTENANCE__MIN_RETENTION_HOURS": "1"}
+    command = [sys.executable, "-m", "pinpipe.cli", "maintain"]
+    done = subprocess.run(command + ["--retention-hours", "1"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "user" in done.stdout and len(DeltaTable(str(tmp_path / "user")).file_uris()) == 1
+    refused = subprocess.run(command + ["--retention-hours", "0"], env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "below the safe floor" in refused.stderr
