@@ -87,6 +87,9 @@ bench: install
 	$(PY) benchmarks/batch_archive.py
 	$(PY) benchmarks/memory_backlog.py
 	$(PY) benchmarks/latency.py
+	$(PY) benchmarks/merge_pruning.py
+	$(PY) benchmarks/commit_cost.py
+	$(PY) benchmarks/soak.py
 	$(PY) benchmarks/api_throughput.py --batched
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	$(PY) benchmarks/api_load.py
