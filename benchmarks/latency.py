@@ -42,6 +42,7 @@ from pinpipe.spark import build_spark_session  # noqa: E402
 from schemas.contracts import KINDS, TABLES  # noqa: E402
 from streaming.delta_sink import DeltaRsSink, table_rows  # noqa: E402
 from pinpipe.pipeline import kafka_options, read_source  # noqa: E402
+from pinpipe.wiring import topics  # noqa: E402
 from streaming.envelopes import kafka_envelope  # noqa: E402
 from streaming.job import Trigger, start_table_query  # noqa: E402
 
@@ -147,7 +148,7 @@ def main() -> None:
             settings = Settings(prefix=f"lat-{name.split()[0]}-{uuid.uuid4().hex[:6]}", lake=str(work / f"lake-{name.split()[0]}"),
                                 kafka={"bootstrap_servers": broker, "one_message_per_batch": True},
                                 trigger_interval=args.trigger, starting_offsets="latest")
-            ensure_topics(settings, partitions=2)
+            ensure_topics(settings.kafka_config(), topics(settings).values(), partitions=2)
             return settings
 
         def measure(name: str, query_for, seconds: float) -> dict[str, float]:
