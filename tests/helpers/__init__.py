@@ -86,6 +86,25 @@ def run_to_the_end(command: list[str], env: dict, cwd) -> None:
     assert finished.returncode == 0, "\n".join(errors[:20]) or finished.stderr.decode()[-3000:]
 
 
+def wait_for(condition, timeout: float, what: str, every: float = 0.5) -> None:
+    """Until ``condition()`` holds; fails naming ``what`` after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(every)
+
+
+def lake_matches(settings, messages) -> bool:
+    """:func:`assert_lake_matches` (no extra bad records) as a condition to wait for."""
+    try:
+        assert_lake_matches(settings, messages, extra_bad=0)
+        return True
+    except (AssertionError, OSError, ValueError):
+        return False
+
+
 def delta_commits(table_path) -> int:
     log = table_path / "_delta_log"
     return len(list(log.glob("*.json"))) if log.exists() else 0

@@ -20,7 +20,7 @@ from emulator.kafka_target import produce
 from pinpipe.pipeline import run_batch, run_stream
 from pinpipe.wiring import kafka_target_args
 from streaming.supervisor import RestartPolicy
-from tests.helpers import assert_each_batch_committed_once, assert_lake_matches, delta_commits, fresh_settings, read_rows
+from tests.helpers import assert_each_batch_committed_once, assert_lake_matches, delta_commits, fresh_settings, lake_matches, read_rows
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +83,7 @@ def test_stream_and_backfill_commit_together_and_the_newest_record_wins(spark, k
             time.sleep(0.1)
         run_batch(spark, settings, path_glob="*")  # every archive object again: the old versions
         deadline = time.monotonic() + 240
-        while not _landed(settings, first + newer):
+        while not lake_matches(settings, first + newer):
             assert time.monotonic() < deadline, "the stream did not finish"
             assert "error" not in outcome, outcome["error"]
             time.sleep(0.5)
@@ -108,10 +108,3 @@ def test_stream_and_backfill_commit_together_and_the_newest_record_wins(spark, k
         overlapped += [table for app, mine in apps.items()
                        if app != stream_app and later_stream and min(mine) < max(later_stream)]
     assert overlapped, "the backfill never committed to a table while the stream was committing to it"
-
-def _landed(settings, messages) -> bool:
-    try:
-        assert_lake_matches(settings, messages, extra_bad=0)
-        return True
-    except (AssertionError, OSError, ValueError):
-        return False

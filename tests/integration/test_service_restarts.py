@@ -22,11 +22,12 @@ from pinpipe.pipeline import run_stream
 from pinpipe.wiring import kafka_target_args
 from streaming.supervisor import Restart, RestartPolicy, Supervisor, is_transient
 from tests.helpers import (
-    assert_each_batch_committed_once, assert_lake_matches, delta_commits, fresh_settings,
+    assert_each_batch_committed_once, assert_lake_matches, delta_commits, fresh_settings, lake_matches, wait_for,
 )
 
 POLICY = RestartPolicy(max_restarts=10, backoff_initial=0.5, backoff_max=8.0, backoff_jitter=0.2)
 CLEAN = Dirt(repeat_rate=0.1, misrouted_rate=0.02)
+RESTART_DOWN_SECONDS = 5.0
 
 
 # -- the supervisor on its own: a named test double of StreamingQuery (what it reads of one) -----------
@@ -106,21 +107,6 @@ def test_which_failures_are_transient(message, transient):
 
 # -- real services ------------------------------------------------------------------------------------
 
-def wait_for(condition, timeout: float, what: str, every: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(every)
-
-
-def landed(settings, messages) -> bool:
-    try:
-        assert_lake_matches(settings, messages, extra_bad=0)
-        return True
-    except (AssertionError, OSError, ValueError):
-        return False
-
-
 @contextmanager
 def running_stream(spark, settings, sources: list[str], archive: bool = False):
     """The stream (processing-time trigger, supervised) in a thread; yields {"supervisor"|"error": ...}."""
@@ -152,6 +138,25 @@ def assert_bounded_restarts(restarts: list[Restart]) -> None:
             assert later.wait > earlier.wait, f"backoff did not grow: {earlier} -> {later}"
 
 
+def restart_mid_stream(spark, settings, state_dir, service: str, port: int, before, after, send) -> None:
+    """Stream ``before`` (already sent) from ``service``; after three commits restart the service on the same
+    port, ``send(after)``; every record lands exactly once, with bounded, growing restarts."""
+    with running_stream(spark, settings, [service]) as outcome:
+        wait_for(lambda: delta_commits(Path(settings.lake) / "pin") >= 3, 240, "three commits before the restart")
+        down_at = time.monotonic()
+        local.restart_service(service, state_dir, down_for=RESTART_DOWN_SECONDS)
+        assert local.read_state(state_dir, service).port == port
+        send(after)
+        wait_for(lambda: lake_matches(settings, before + after) or "error" in outcome, 300, "every record to land")
+        recovered_in = time.monotonic() - down_at
+    assert "error" not in outcome, outcome.get("error")
+    assert_lake_matches(settings, before + after, extra_bad=0)
+    assert_each_batch_committed_once(settings.lake)
+    restarts = outcome["supervisor"].restarts
+    assert_bounded_restarts(restarts)
+    print(f"{service}: recovered {recovered_in:.1f} s after it went down; restarts: {restarts}")
+
+
 @pytest.fixture
 def state_dir(tmp_path):
     state = tmp_path / "services"
@@ -166,24 +171,10 @@ def test_kafka_broker_restart_mid_stream_loses_and_duplicates_nothing(spark, sta
     before = list(generate(120, seed=31, dirt=CLEAN))
     produce(before, **kafka_target_args(settings), progress=False)
 
-    with running_stream(spark, settings, ["kafka"]) as outcome:
-        wait_for(lambda: delta_commits(Path(settings.lake) / "pin") >= 3, 240, "three commits before the restart")
-        down_at = time.monotonic()
-        local.restart_service("kafka", state_dir, down_for=RESTART_DOWN_SECONDS)
-        assert local.read_state(state_dir, "kafka").port == broker.port
-        after = list(generate(40, seed=32, dirt=CLEAN, first_ind=10_000))
-        produce(after, **kafka_target_args(settings), progress=False)
-        wait_for(lambda: landed(settings, before + after) or "error" in outcome, 300, "every record to land")
-        recovered_in = time.monotonic() - down_at
-    assert "error" not in outcome, outcome.get("error")
-    assert_lake_matches(settings, before + after, extra_bad=0)
-    assert_each_batch_committed_once(settings.lake)
-    restarts = outcome["supervisor"].restarts
-    assert_bounded_restarts(restarts)
-    print(f"kafka: recovered {recovered_in:.1f} s after the broker went down; restarts: {restarts}")
+    after = list(generate(40, seed=32, dirt=CLEAN, first_ind=10_000))
+    restart_mid_stream(spark, settings, state_dir, "kafka", broker.port, before, after,
+                       lambda messages: produce(messages, **kafka_target_args(settings), progress=False))
 
-
-RESTART_DOWN_SECONDS = 5.0
 
 
 def test_kinesis_restart_mid_stream_loses_and_duplicates_nothing(spark, state_dir, tmp_path):
@@ -198,21 +189,10 @@ def test_kinesis_restart_mid_stream_loses_and_duplicates_nothing(spark, state_di
     before = list(generate(150, seed=41, dirt=CLEAN))
     kinesis_target.produce(before, **kinesis_target_args(settings), shards=2, progress=False)
 
-    with running_stream(spark, settings, ["kinesis"]) as outcome:
-        wait_for(lambda: delta_commits(Path(settings.lake) / "pin") >= 3, 240, "three commits before the restart")
-        down_at = time.monotonic()
-        local.restart_service("kinesis", state_dir, down_for=RESTART_DOWN_SECONDS)
-        assert local.read_state(state_dir, "kinesis").port == kinesis.port
-        after = list(generate(50, seed=42, dirt=CLEAN, first_ind=10_000))
-        kinesis_target.produce(after, **kinesis_target_args(settings), shards=2, progress=False)
-        wait_for(lambda: landed(settings, before + after) or "error" in outcome, 300, "every record to land")
-        recovered_in = time.monotonic() - down_at
-    assert "error" not in outcome, outcome.get("error")
-    assert_lake_matches(settings, before + after, extra_bad=0)
-    assert_each_batch_committed_once(settings.lake)
-    restarts = outcome["supervisor"].restarts
-    assert_bounded_restarts(restarts)
-    print(f"kinesis: recovered {recovered_in:.1f} s after kinesalite went down; restarts: {restarts}")
+    after = list(generate(50, seed=42, dirt=CLEAN, first_ind=10_000))
+    restart_mid_stream(spark, settings, state_dir, "kinesis", kinesis.port, before, after,
+                       lambda messages: kinesis_target.produce(messages, **kinesis_target_args(settings), shards=2,
+                                                               progress=False))
 
 
 def archived_offsets(s3_client, bucket: str) -> list[tuple[str, int, int]]:
