@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from pinpipe.spark import DRIVER_JAVA_OPTIONS
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SOURCE_PACKAGES = ("pinpipe", "schemas", "streaming", "batch", "emulator")
 ENV_ARCHIVE_NAME = "pinpipe-env.tar.gz"
@@ -217,7 +219,8 @@ def spark_submit_args(command: str, args: list[str], env_archive: str, entry: st
                       extra: list[str] = ()) -> list[str]:
     """The spark-submit command line of a run on a cluster (without the binary)."""
     options = ["--master", master, "--deploy-mode", "cluster" if cluster_mode else "client",
-               "--name", f"pinpipe-{command}", "--conf", "spark.sql.session.timeZone=UTC"]
+               "--name", f"pinpipe-{command}", "--conf", "spark.sql.session.timeZone=UTC",
+               "--conf", f"spark.driver.extraJavaOptions={DRIVER_JAVA_OPTIONS}"]
     options += cluster_python_confs(env_archive, cluster_mode)
     if cluster_mode and plain_settings:
         options += settings_confs(plain_settings)
@@ -349,9 +352,12 @@ def emr_serverless_job_run(command: str, args: list[str], code_uri: str, applica
             "sparkSubmitParameters": " ".join(f"--conf {k}={v}" for k, v in confs.items()),
         }},
     }
+    # A value with spaces cannot go in sparkSubmitParameters: spark-defaults takes it as it is.
+    overrides: dict = {"applicationConfiguration": [{
+        "classification": "spark-defaults", "properties": {"spark.driver.extraJavaOptions": DRIVER_JAVA_OPTIONS}}]}
     if log_uri:
-        request["configurationOverrides"] = {
-            "monitoringConfiguration": {"s3MonitoringConfiguration": {"logUri": log_uri}}}
+        overrides["monitoringConfiguration"] = {"s3MonitoringConfiguration": {"logUri": log_uri}}
+    request["configurationOverrides"] = overrides
     return request
 
 

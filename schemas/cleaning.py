@@ -6,8 +6,8 @@ record with
 
 - ``value``: the raw record as a string (its bytes, which may not be UTF-8: Spark strings are bytes),
 - ``_kind``: the kind the record's source carries (pin | geo | user),
-- the metadata columns of :data:`schemas.contracts.METADATA_COLUMNS` except ``_order_key`` and
-  ``_ingested_at`` (made here), and optionally ``_order_position`` (a position that orders records
+- the metadata columns of :data:`schemas.contracts.METADATA_COLUMNS` except ``_order_key`` (made
+  here) and ``_ingested_at`` (left null here, stamped by the sink at commit), and optionally ``_order_position`` (a position that orders records
   better than ``_source_position``; the archive's Kafka offset).
 
 A record that breaks a rule is not dropped: it gets a ``_reason`` naming every rule it broke and is
@@ -83,8 +83,10 @@ def _empty_to_null(text: Column, placeholders: tuple[str, ...] = ()) -> Column:
 def follower_count(text: Column) -> Column:
     """'437' -> 437, '26k' -> 26000, '6M' -> 6000000; anything else -> null."""
     number = F.regexp_extract(text, _FOLLOWER_COUNT, 1)
-    suffix = F.upper(F.regexp_extract(text, _FOLLOWER_COUNT, 2))
-    multiplier = F.when(suffix == "K", F.lit(1000)).when(suffix == "M", F.lit(1_000_000)).otherwise(F.lit(1))
+    # isin rather than upper(): Spark 4's upper() goes through ICU case mapping, costly per row.
+    suffix = F.regexp_extract(text, _FOLLOWER_COUNT, 2)
+    multiplier = (F.when(suffix.isin("k", "K"), F.lit(1000)).when(suffix.isin("m", "M"), F.lit(1_000_000))
+                  .otherwise(F.lit(1)))
     return F.when(number != "", (number.try_cast("decimal(20,3)") * multiplier).try_cast("int"))
 
 
@@ -185,9 +187,10 @@ def record_problem() -> Column:
     )
 
 
-def rescued_fields(kind: str) -> Column:
+def rescued_fields(kind: str, keys: Column | None = None) -> Column:
     """The record's fields the kind's contract does not know, as a JSON object; null when there are none."""
-    unknown = F.array_except(F.col("_keys"), F.array(*[F.lit(name) for name in RAW_FIELDS[kind]]))
+    keys = F.col("_keys") if keys is None else keys
+    unknown = F.array_except(keys, F.array(*[F.lit(name) for name in RAW_FIELDS[kind]]))
     # Parsed again only when there is something to keep (rare): values keep their JSON shape (variant).
     everything = F.from_json(F.col("value"), "map<string,variant>")
     return F.when(F.size(unknown) > 0,
@@ -267,6 +270,13 @@ def table_struct_type(table: str) -> str:
     return "struct<" + ",".join(f"`{name}`:{type_}" for name, type_ in table_columns(table)) + ">"
 
 
+# The ingest time is the sink's to stamp (streaming.delta_sink.stamp_ingested_at). current_timestamp()
+# here would become a new literal in each micro-batch's generated code: every batch would compile
+# the plan's large projections again and the JVM would re-JIT them, which cost more than the cleaning.
+def ingested_at_placeholder() -> Column:
+    return F.lit(None).cast("timestamp")
+
+
 def route(envelope: DataFrame) -> DataFrame:
     """Mixed-kind envelope -> one struct column per table (pin, geo, user, quarantine).
 
@@ -279,8 +289,16 @@ def route(envelope: DataFrame) -> DataFrame:
         reason = F.when(kind == k, rejection_reason(k)).otherwise(reason)
     # An envelope may give an ordering position of its own (the archive: the record's Kafka offset).
     position = F.col("_order_position") if "_order_position" in envelope.columns else F.col("_source_position")
+    # from_json cannot be compiled into whole-stage code: evaluated in a projection of its own, low in
+    # the plan, it leaves the large projection of the four structs compiled once per batch (instead of
+    # code generated again in every task, which cost more than the cleaning itself).
+    keys = F.json_object_keys(F.when(F.is_valid_utf8(F.col("value")), F.col("value")))
+    rescued = F.lit(None).cast("string")
+    for k in KINDS:
+        rescued = F.when(kind == k, rescued_fields(k, keys)).otherwise(rescued)
+    envelope = envelope.select("*", rescued.alias("_rescued"))
     prepared = with_derived_fields(envelope).select(
-        "*", F.current_timestamp().alias("_ingested_at"), reason.alias("_reason"), order_key(position).alias("_order_key")
+        "*", ingested_at_placeholder().alias("_ingested_at"), reason.alias("_reason"), order_key(position).alias("_order_key")
     )
     metadata = [F.col(name) for name, _ in METADATA_COLUMNS]
     quarantine = {
@@ -291,7 +309,7 @@ def route(envelope: DataFrame) -> DataFrame:
     }
     structs = {
         k: F.when((kind == k) & F.col("_reason").isNull(),
-                  F.struct(*cleaned_columns(k), rescued_fields(k).alias(RESCUED_COLUMN[0]), *metadata))
+                  F.struct(*cleaned_columns(k), F.col("_rescued").alias(RESCUED_COLUMN[0]), *metadata))
         for k in KINDS
     }
     structs["quarantine"] = F.when(

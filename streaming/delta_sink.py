@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from typing import Protocol
 
 import pyarrow as pa
@@ -85,6 +86,20 @@ def table_rows(routed: pa.Table, table: str) -> pa.Table:
     if not batches:
         return pa.Table.from_batches([], schema=pa.schema(list(column.type)))
     return pa.Table.from_batches(batches)
+
+
+def ingested_at_column(table: str) -> str:
+    return "ingested_at" if table == "quarantine" else "_ingested_at"
+
+
+def stamp_ingested_at(rows: pa.Table, table: str, at: datetime) -> pa.Table:
+    """Every row's ingest time set to ``at`` (the batch's write time; route() leaves it null)."""
+    name = ingested_at_column(table)
+    index = rows.schema.get_field_index(name)
+    if index < 0:
+        return rows
+    field = rows.schema.field(index)
+    return rows.set_column(index, field, pa.array([at] * rows.num_rows, field.type))
 
 
 def latest_per_key(rows: pa.Table, key: str = KEY) -> pa.Table:
@@ -181,7 +196,8 @@ class DeltaRsSink(_AppIdMixin):
 
     def write_arrow(self, routed: pa.Table, batch_id: int) -> None:
         app_id = self.app_id
-        work = [(table, table_rows(routed, table)) for table in TABLES]
+        ingested_at = datetime.now(timezone.utc)
+        work = [(table, stamp_ingested_at(table_rows(routed, table), table, ingested_at)) for table in TABLES]
         # The four tables are independent commits; delta-rs releases the GIL, so write them at once.
         with ThreadPoolExecutor(max_workers=len(TABLES)) as pool:
             futures = [pool.submit(self._write_table, table, rows, app_id, batch_id) for table, rows in work if rows.num_rows]
@@ -304,7 +320,8 @@ class DeltaSparkSink(_AppIdMixin):
         routed = routed.persist()
         try:
             for table in TABLES:
-                rows = routed.where(F.col(table).isNotNull()).select(f"{table}.*")
+                rows = (routed.where(F.col(table).isNotNull()).select(f"{table}.*")
+                        .withColumn(ingested_at_column(table), F.current_timestamp()))
                 self._write_table(table, rows if table == "quarantine" else self._latest_per_key(rows), batch_id)
         finally:
             routed.unpersist()

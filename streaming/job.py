@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -38,8 +39,27 @@ def start_query(stream: DataFrame, name: str, checkpoint: str, write_batch: Call
     writer = writer.trigger(availableNow=True) if trigger.available_now else writer.trigger(
         processingTime=trigger.interval)
     query = writer.start()
+    wait_for_sources(query)
     log.info("query %s started (id %s, checkpoint %s)", name, query.id, checkpoint)
     return query
+
+
+STARTING = ("Initializing StreamExecution", "Initializing sources")  # a query's status messages before its sources exist
+
+
+def wait_for_sources(query: StreamingQuery, timeout: float = 120.0) -> None:
+    """Until the query's stream thread has initialized its sources, so queries start one at a time.
+
+    Spark 4's Python streaming source runner adds its settings to the ``envVars`` map of the
+    *registered* data source's Python function, shared by every query of that format, without a lock
+    (PythonStreamingSourceRunner.init). Two queries of one format (the Kafka table query and the
+    archive query) initializing at once could corrupt that HashMap, and every later task of the
+    process then failed to deserialize (java.io.OptionalDataException). One at a time, the second
+    runner only overwrites keys the first one added.
+    """
+    deadline = time.monotonic() + timeout
+    while query.isActive and query.status["message"] in STARTING and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def start_table_query(envelope: DataFrame, name: str, checkpoint: str, sink: TableSink,

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pinpipe import deploy
+from pinpipe.spark import DRIVER_JAVA_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTINEL = "sentinel-9f8e7d6c5b4a"
@@ -83,6 +84,8 @@ def test_the_emr_serverless_request_passes_botocore_validation_and_carries_no_se
     assert submit["entryPointArguments"] == ["stream", "--archive"]
     assert f"spark.archives={CODE_URI}/pinpipe-env.tar.gz#environment" in submit["sparkSubmitParameters"]
     assert "spark.emr-serverless.driverEnv.PINPIPE_PREFIX=prod" in submit["sparkSubmitParameters"]
+    [defaults] = request["configurationOverrides"]["applicationConfiguration"]
+    assert defaults["properties"]["spark.driver.extraJavaOptions"] == DRIVER_JAVA_OPTIONS
     assert SENTINEL not in json.dumps(request)
 
 
@@ -109,6 +112,7 @@ def test_spark_submit_to_yarn_cluster_mode_ships_plain_settings_only():
     args = deploy.spark_submit_args("stream", [], "/dist/pinpipe-env.tar.gz", "/dist/spark_entry.py", master="yarn",
                                     cluster_mode=True, plain_settings=plain)
     assert "spark.executorEnv.PINPIPE_PREFIX=prod" in args and SENTINEL not in " ".join(args)
+    assert f"spark.driver.extraJavaOptions={DRIVER_JAVA_OPTIONS}" in args  # one argument, spaces and all
     client = deploy.spark_submit_args("stream", [], "/dist/pinpipe-env.tar.gz", "/dist/spark_entry.py",
                                       master="spark://h:7077", cluster_mode=False, plain_settings=plain)
     assert not any("PINPIPE_" in a for a in client)  # client mode: the settings stay in the driver's environment

@@ -116,3 +116,17 @@ def test_kpl_sub_sequence_numbers_order_as_numbers(spark, tmp_path):
     # a whole later record beats every user record of an earlier aggregate ("A:3" vs "B" as strings did not)
     assert names_after(spark, tmp_path / "c", [kinesis_user(1, "Next", "49591")],
                        [kinesis_user(1, "Agg", "49590:3")]) == {1: "Next X"}
+
+
+def test_the_sink_stamps_each_batch_with_its_write_time(spark, tmp_path):
+    batch = routed_batch(spark, [user(1, "A", 0), ("{bad", "user", "kafka", "t.user", "0", "1", T)])
+    assert table_rows(batch, "user").column("_ingested_at").null_count == 1  # route() leaves it to the sink
+    sink = DeltaRsSink(str(tmp_path), "kafka")
+    sink.bind("query-1")
+    before = dt.datetime.now(dt.timezone.utc)
+    sink.write_arrow(batch, 0)
+    after = dt.datetime.now(dt.timezone.utc)
+    [row] = read_delta(str(tmp_path / "user")).to_pylist()
+    [bad] = read_delta(str(tmp_path / "quarantine")).to_pylist()
+    assert before <= row["_ingested_at"] <= after
+    assert bad["ingested_at"] == row["_ingested_at"]  # one time for the whole batch
