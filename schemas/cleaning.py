@@ -7,8 +7,9 @@ record with
 - ``value``: the raw record as a string (its bytes, which may not be UTF-8: Spark strings are bytes),
 - ``_kind``: the kind the record's source carries (pin | geo | user),
 - the metadata columns of :data:`schemas.contracts.METADATA_COLUMNS` except ``_order_key`` (made
-  here) and ``_ingested_at`` (left null here, stamped by the sink at commit), and optionally ``_order_position`` (a position that orders records
-  better than ``_source_position``; the archive's Kafka offset).
+  here) and ``_ingested_at`` (left null here, stamped by the sink at commit), and optionally
+  ``_order_position`` (a position that orders records better than ``_source_position``; the
+  archive's Kafka offset).
 
 A record that breaks a rule is not dropped: it gets a ``_reason`` naming every rule it broke and is
 routed to the quarantine table, its bytes kept exactly. A record that is not UTF-8 is never parsed.
@@ -289,9 +290,9 @@ def route(envelope: DataFrame) -> DataFrame:
         reason = F.when(kind == k, rejection_reason(k)).otherwise(reason)
     # An envelope may give an ordering position of its own (the archive: the record's Kafka offset).
     position = F.col("_order_position") if "_order_position" in envelope.columns else F.col("_source_position")
-    # from_json cannot be compiled into whole-stage code: evaluated in a projection of its own, low in
-    # the plan, it leaves the large projection of the four structs compiled once per batch (instead of
-    # code generated again in every task, which cost more than the cleaning itself).
+    # from_json cannot be compiled into whole-stage code: evaluated here, low in the plan, next to the
+    # other JSON parsing, it leaves the large projection of the four structs in whole-stage code
+    # (generated once per batch, instead of a projection generated again in every task).
     keys = F.json_object_keys(F.when(F.is_valid_utf8(F.col("value")), F.col("value")))
     rescued = F.lit(None).cast("string")
     for k in KINDS:
