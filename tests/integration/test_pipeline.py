@@ -99,9 +99,10 @@ def test_sigkill_during_batch_0_of_a_latest_query_replays_the_same_range(kafka_b
     checkpoint = tmp_path / "lake" / "_checkpoints" / "kafka"
     sent = []
 
+    pinned_start = checkpoint / "pinpipe" / "initial-offsets-kafka.json"
+
     def in_batch_0() -> bool:
-        if not sent and (checkpoint / "metadata").exists():  # the query runs: send what batch 0 will hold
-            time.sleep(1)
+        if not sent and pinned_start.exists():  # the query has resolved "latest": send what batch 0 will hold
             produce(after, **kafka_target_args(settings), progress=False)
             sent.append(True)
         return (checkpoint / "offsets" / "0").exists() and not (checkpoint / "commits" / "0").exists()
