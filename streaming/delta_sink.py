@@ -318,10 +318,11 @@ class DeltaSparkSink(_AppIdMixin):
 
     def write_micro_batch(self, routed: DataFrame, batch_id: int) -> None:
         routed = routed.persist()
+        ingested_at = F.lit(datetime.now(timezone.utc))  # one time for the batch's four tables, as in DeltaRsSink
         try:
             for table in TABLES:
                 rows = (routed.where(F.col(table).isNotNull()).select(f"{table}.*")
-                        .withColumn(ingested_at_column(table), F.current_timestamp()))
+                        .withColumn(ingested_at_column(table), ingested_at))
                 self._write_table(table, rows if table == "quarantine" else self._latest_per_key(rows), batch_id)
         finally:
             routed.unpersist()
