@@ -36,6 +36,7 @@ def kafka_options(settings: Settings) -> dict[str, str | None]:
         "subscribe": ",".join(settings.topics), "startingOffsets": settings.starting_offsets,
         "maxOffsetsPerTrigger": settings.max_offsets_per_trigger,
         "failOnDataLoss": str(settings.fail_on_data_loss).lower(),
+        "maxPartitions": settings.kafka.max_partitions or None,
         **{f"kafka.{key}": value for key, value in settings.kafka_config().items()},
     }
 
@@ -65,8 +66,17 @@ def archive_options(settings: Settings) -> dict[str, str | None]:
             "maxFilesPerTrigger": settings.max_files_per_trigger, "maxBytesPerTrigger": settings.max_bytes_per_trigger}
 
 
+def default_parallelism(spark: SparkSession) -> int | None:
+    try:
+        return spark.sparkContext.defaultParallelism
+    except Exception:  # noqa: BLE001 - Spark Connect has no SparkContext: one task per topic-partition
+        return None
+
+
 def read_source(spark: SparkSession, source: str, options: dict[str, object | None]) -> DataFrame:
     """A streaming DataFrame of one of the project's data sources, with the options that are set."""
+    if source == "kafka" and not options.get("maxPartitions"):
+        options = {**options, "maxPartitions": default_parallelism(spark)}
     return spark.readStream.format(f"pinpipe-{source}").options(**set_options(options)).load()
 
 

@@ -40,6 +40,9 @@ class KafkaSettings(BaseModel):
     # Opt-in: commit each processed batch's end offsets to this consumer group after its Delta commit,
     # so lag tools (Burrow, kafka-lag-exporter) see the job (Spark's Kafka source never commits).
     commit_group: str | None = None
+    # At most this many Spark tasks read a micro-batch; small topic-partition ranges are packed
+    # together, one consumer per task. 0: the session's default parallelism (its cores).
+    max_partitions: int = Field(default=0, ge=0)
     # How clients authenticate (PINPIPE_KAFKA__AUTH__MECHANISM=sasl_scram|tls|msk_iam|...): see streaming.kafka_auth.
     auth: KafkaAuthSettings = Field(default_factory=KafkaAuthSettings)
 

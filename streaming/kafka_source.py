@@ -69,6 +69,7 @@ class KafkaOptions:
     include_headers: bool
     poll_timeout_s: float
     initial_offsets_path: str | None = None
+    max_partitions: int = 0  # 0: one task per topic-partition, as Spark's source
 
     @classmethod
     def parse(cls, options) -> "KafkaOptions":
@@ -104,6 +105,7 @@ class KafkaOptions:
             include_headers=flag(options, "includeHeaders", False),
             poll_timeout_s=positive_int(options, "pollTimeoutMs", 120_000) / 1000,
             initial_offsets_path=get(initial_offsets.OPTION) or None,
+            max_partitions=positive_int(options, "maxPartitions", 0) or 0,
         )
 
 
@@ -128,6 +130,29 @@ class KafkaRange(InputPartition):
     start: int  # first offset to read
     end: int    # first offset not to read
     options: KafkaOptions
+
+
+@dataclass(frozen=True)
+class KafkaRanges(InputPartition):
+    """Several small ranges read by one task and one consumer (see the ``maxPartitions`` option)."""
+    ranges: tuple[KafkaRange, ...]
+
+
+def pack(ranges: list[KafkaRange], slots: int) -> list[KafkaRange | KafkaRanges]:
+    """At most ``slots`` tasks of about equal size: largest range first, into the lightest task.
+
+    A micro-batch of a streaming job is mostly small ranges; one task per topic-partition spends more
+    on starting tasks and consumers than on reading, and runs in waves when ranges outnumber cores.
+    """
+    if slots <= 0 or len(ranges) <= slots:
+        return list(ranges)
+    tasks: list[list[KafkaRange]] = [[] for _ in range(slots)]
+    sizes = [0] * slots
+    for task in sorted(ranges, key=lambda r: r.end - r.start, reverse=True):
+        lightest = sizes.index(min(sizes))
+        tasks[lightest].append(task)
+        sizes[lightest] += task.end - task.start
+    return [KafkaRanges(tuple(t)) if len(t) > 1 else t[0] for t in tasks if t]
 
 
 class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
@@ -173,11 +198,21 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return self._client.get_watermark_offsets(TopicPartition(topic, partition), timeout=30, cached=False)
 
     def _current(self, which: int) -> Offsets:
-        index = 0 if which == EARLIEST else 1
-        return {
-            topic: {str(p): self._watermarks(topic, p)[index] for p in partitions}
-            for topic, partitions in self._topic_partitions().items()
-        }
+        """Every partition's earliest or latest offset, in one ListOffsets request per broker.
+
+        (Per-partition watermark queries cost two requests each, one after the other; a broker that
+        scans its log to answer, as the local one does, made that most of a micro-batch's planning.)
+        """
+        from confluent_kafka import KafkaException, TopicPartition
+
+        wanted = [TopicPartition(topic, p, which) for topic, partitions in self._topic_partitions().items()
+                  for p in partitions]
+        current: Offsets = {}
+        for answer in self._client.offsets_for_times(wanted, timeout=30) if wanted else []:
+            if answer.error is not None:
+                raise KafkaException(answer.error)
+            current.setdefault(answer.topic, {})[str(answer.partition)] = answer.offset
+        return current
 
     # -- offsets ----------------------------------------------------------------------------
     def initialOffset(self) -> Offsets:
@@ -252,10 +287,10 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                     begin = self._watermarks(topic, int(p))[0]
                 if stop > begin:
                     ranges.append(KafkaRange(topic, int(p), begin, stop, self.options))
-        return ranges
+        return pack(ranges, self.options.max_partitions)
 
-    def read(self, partition: KafkaRange) -> Iterator[pa.RecordBatch]:
-        return read_range(partition)
+    def read(self, partition: KafkaRange | KafkaRanges) -> Iterator[pa.RecordBatch]:
+        return read_ranges(partition.ranges if isinstance(partition, KafkaRanges) else (partition,))
 
     def commit(self, end: Offsets) -> None:
         pass  # the Spark checkpoint is the truth; nothing to tell the broker
@@ -287,9 +322,14 @@ def rate_limit(begin: Offsets, end: Offsets, max_rows: int) -> Offsets:
 
 def read_range(task: KafkaRange) -> Iterator[pa.RecordBatch]:
     """Read exactly the offsets [start, end) of one partition, as Arrow batches."""
+    return read_ranges((task,))
+
+
+def read_ranges(tasks: tuple[KafkaRange, ...]) -> Iterator[pa.RecordBatch]:
+    """Read exactly the offsets [start, end) of each range, with one consumer fetching them all at once."""
     from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-    options = task.options
+    options = tasks[0].options
     config, auth_watch = with_auth_watch({
         **options.client_config,
         "group.id": f"pinpipe-reader-{uuid.uuid4()}",
@@ -302,43 +342,76 @@ def read_range(task: KafkaRange) -> Iterator[pa.RecordBatch]:
     fields = _ARROW_FIELDS + ([_ARROW_HEADERS] if options.include_headers else [])
     schema = pa.schema(fields)
     columns: list[list] = [[] for _ in fields]
-    try:
+    pending = {(t.topic, t.partition): t for t in tasks if t.end > t.start}
+    next_offsets = {key: t.start for key, t in pending.items()}
+    checked: set[tuple[str, int]] = set()  # ranges whose place in the log was checked (once each)
+
+    def finish(key, resume: int) -> None:
+        task = pending[key]
+        if resume < task.end:  # data loss skipped (failOnDataLoss=false): read on from there
+            next_offsets[key] = resume
+            consumer.seek(TopicPartition(task.topic, task.partition, resume))
+            return
+        del pending[key]
+        consumer.pause([TopicPartition(task.topic, task.partition)])
+
+    def check_in_log(key) -> None:
+        # Only when a range yields nothing (or skips ahead): a broker may answer a fetch past the log's
+        # end with nothing at all (tansu) instead of OFFSET_OUT_OF_RANGE. Asking every time would cost
+        # each task a watermark query.
+        checked.add(key)
         try:
-            next_offset = _check_range(consumer, task)
+            wanted = _check_range(consumer, pending[key], next_offsets[key])
         except KafkaException:
             consumer.poll(0)  # serves error_cb: name an authentication failure instead of a timeout
             auth_watch.raise_if_failed(options.client_config)
             raise
-        if next_offset < task.end:
-            consumer.assign([TopicPartition(task.topic, task.partition, next_offset)])
+        if wanted != next_offsets[key]:
+            finish(key, wanted)
+
+    try:
+        if pending:
+            consumer.assign([TopicPartition(topic, partition, offset) for (topic, partition), offset in next_offsets.items()])
         idle_since = time.monotonic()
-        while next_offset < task.end:
-            messages = consumer.consume(num_messages=min(10_000, task.end - next_offset), timeout=1.0)
+        while pending:
+            wanted = sum(pending[k].end - next_offsets[k] for k in pending)
+            messages = consumer.consume(num_messages=min(10_000, wanted), timeout=1.0)
             if not messages:
-                if time.monotonic() - idle_since > options.poll_timeout_s:
-                    raise TimeoutError(
-                        f"no records from {task.topic}-{task.partition} at offset {next_offset} for "
-                        f"{options.poll_timeout_s:.0f}s (want up to {task.end})"
-                    )
+                auth_watch.raise_if_failed(options.client_config)
+                for key in [k for k in pending if k not in checked]:
+                    check_in_log(key)
+                if pending and time.monotonic() - idle_since > options.poll_timeout_s:
+                    raise TimeoutError("no records for " + ", ".join(
+                        f"{t}-{p} at offset {next_offsets[(t, p)]} (want up to {pending[(t, p)].end})"
+                        for t, p in pending) + f" for {options.poll_timeout_s:.0f}s")
                 continue
             idle_since = time.monotonic()
             for message in messages:
+                key = (message.topic(), message.partition())
+                task = pending.get(key)
+                if task is None:
+                    continue  # a range already read: fetched before its pause
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
-                        next_offset = _at_end_of_log(consumer, task, next_offset)
-                        break
+                        finish(key, _at_end_of_log(consumer, task, next_offsets[key]))
+                        continue
                     # With auto.offset.reset=error, librdkafka reports an offset that is gone (retention,
                     # a recreated topic) as _AUTO_OFFSET_RESET, brokers as OFFSET_OUT_OF_RANGE.
                     if error.code() in (KafkaError.OFFSET_OUT_OF_RANGE, KafkaError._AUTO_OFFSET_RESET):
-                        next_offset = _on_data_loss(consumer, task, next_offset)
-                        break
+                        finish(key, _on_data_loss(consumer, task, next_offsets[key]))
+                        continue
                     raise RuntimeError(f"Kafka error reading {task.topic}-{task.partition}: {error}")
                 offset = message.offset()
+                if offset < next_offsets[key]:
+                    continue
+                if offset > next_offsets[key] and key not in checked:
+                    # A gap: compaction or transaction markers, or records deleted under us.
+                    check_in_log(key)
+                    if key not in pending or offset < next_offsets[key]:
+                        continue
                 if offset >= task.end:
-                    next_offset = task.end
-                    break
-                if offset < next_offset:
+                    finish(key, task.end)
                     continue
                 columns[0].append(message.key())
                 columns[1].append(message.value())
@@ -350,7 +423,9 @@ def read_range(task: KafkaRange) -> Iterator[pa.RecordBatch]:
                 columns[6].append(ts_type - 1)  # librdkafka 0/1/2 -> Kafka's -1/0/1
                 if options.include_headers:
                     columns[7].append([{"key": k, "value": v} for k, v in (message.headers() or [])])
-                next_offset = offset + 1
+                next_offsets[key] = offset + 1
+                if offset + 1 >= task.end:
+                    finish(key, task.end)
                 if len(columns[0]) >= ROWS_PER_ARROW_BATCH:
                     yield pa.RecordBatch.from_arrays([pa.array(c, f.type) for c, f in zip(columns, fields)], schema=schema)
                     columns = [[] for _ in fields]
@@ -360,20 +435,16 @@ def read_range(task: KafkaRange) -> Iterator[pa.RecordBatch]:
         consumer.close()
 
 
-def _check_range(consumer, task: KafkaRange) -> int:
-    """Where to start reading: the range's start, unless the log no longer holds it (data loss).
-
-    Checked before fetching, because a broker may answer a fetch past the log's end with nothing at
-    all (tansu) instead of OFFSET_OUT_OF_RANGE.
-    """
+def _check_range(consumer, task: KafkaRange, wanted: int) -> int:
+    """Where to read on from ``wanted``: itself, unless the log no longer holds it (data loss)."""
     from confluent_kafka import TopicPartition
 
     low, high = consumer.get_watermark_offsets(TopicPartition(task.topic, task.partition), timeout=30, cached=False)
-    if task.start < low:  # deleted by retention (or a recreated topic's new log starts later)
-        return _on_data_loss(consumer, task, task.start, (low, high))
-    if task.start >= high and high < task.end:  # the log ends before this range begins
-        return _at_end_of_log(consumer, task, task.start, (low, high))
-    return task.start
+    if wanted < low:  # deleted by retention (or a recreated topic's new log starts later)
+        return _on_data_loss(consumer, task, wanted, (low, high))
+    if wanted >= high and high < task.end:  # the log ends before the rest of this range
+        return _at_end_of_log(consumer, task, wanted, (low, high))
+    return wanted
 
 
 def _at_end_of_log(consumer, task: KafkaRange, next_offset: int, watermarks=None) -> int:
@@ -409,6 +480,4 @@ def _on_data_loss(consumer, task: KafkaRange, wanted: int, watermarks=None) -> i
     if task.options.fail_on_data_loss:
         raise KafkaDataLossError(message + "; set failOnDataLoss=false to go on without them")
     log.warning("data loss: %s", message)
-    if resume < task.end and watermarks is None:  # met while reading: move the consumer on
-        consumer.assign([TopicPartition(task.topic, task.partition, resume)])
     return resume

@@ -9,7 +9,8 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streaming.kafka_source import KafkaDataLossError, KafkaOptions, KafkaRange, KafkaStreamReader, read_range
+from streaming.kafka_source import (KafkaDataLossError, KafkaOptions, KafkaRange, KafkaRanges, KafkaStreamReader,
+                                    read_range, read_ranges)
 
 pytestmark = pytest.mark.integration
 
@@ -152,6 +153,45 @@ def test_a_replayed_range_reads_the_same_records(kafka_broker):
     second = [b.to_pylist() for b in read_range(task)]
     assert first == second
     assert [r["offset"] for b in first for r in b] == list(range(5, 15))
+
+
+def test_a_packed_task_reads_each_of_its_ranges_exactly_with_one_consumer(kafka_broker):
+    first, second = make_topic(kafka_broker), make_topic(kafka_broker)
+    produce(kafka_broker, first, [f"a{i}" for i in range(30)])
+    produce(kafka_broker, second, [f"b{i}" for i in range(30)])
+    options = range_options(kafka_broker, first)
+    ranges = (KafkaRange(first, 0, 2, 9, options), KafkaRange(first, 1, 0, 15, options),
+              KafkaRange(second, 1, 10, 12, options), KafkaRange(second, 0, 4, 4, options))  # the last is empty
+    rows = [r for b in read_ranges(ranges) for r in b.to_pylist()]
+    got = sorted((r["topic"], r["partition"], r["offset"]) for r in rows)
+    assert got == sorted((r.topic, r.partition, o) for r in ranges for o in range(r.start, r.end))
+
+
+def test_a_stream_with_more_partitions_than_max_partitions_reads_every_record_once(spark, kafka_broker, tmp_path):
+    topic = make_topic(kafka_broker, partitions=4)
+    values = [f"v{i}" for i in range(40)]
+    producer = Producer({"bootstrap.servers": kafka_broker, "batch.num.messages": 1, "linger.ms": 0})
+    for i, value in enumerate(values):
+        producer.produce(topic, value=value.encode(), partition=i % 4)
+    assert producer.flush(30) == 0
+    options = {"kafka.bootstrap.servers": kafka_broker, "subscribe": topic, "maxPartitions": "2"}
+    reader = KafkaStreamReader(KafkaOptions.parse(options))
+    tasks = reader.partitions({topic: {str(p): 0 for p in range(4)}}, {topic: {str(p): 10 for p in range(4)}})
+    assert len(tasks) == 2 and all(isinstance(t, KafkaRanges) and len(t.ranges) == 2 for t in tasks)
+    batches, _ = read_stream(spark, kafka_broker, topic, tmp_path, startingOffsets="earliest", maxPartitions="2")
+    assert sorted(r["value"].decode() for b in batches for r in b) == sorted(values)
+
+
+def test_data_loss_in_one_range_of_a_packed_task_is_named_and_the_others_are_read(kafka_broker):
+    topic = make_topic(kafka_broker)
+    produce(kafka_broker, topic, [f"v{i}" for i in range(20)])  # 10 per partition
+    def packed(**options):
+        return (KafkaRange(topic, 0, 2, 8, range_options(kafka_broker, topic, **options)),
+                KafkaRange(topic, 1, 5, 40, range_options(kafka_broker, topic, **options)))  # planned before a truncation
+    with pytest.raises(KafkaDataLossError, match=rf"{topic}-1: offsets 10\.\.39 of this batch are gone"):
+        list(read_ranges(packed()))
+    rows = [r for b in read_ranges(packed(failOnDataLoss="false")) for r in b.to_pylist()]
+    assert sorted((r["partition"], r["offset"]) for r in rows) == [(0, o) for o in range(2, 8)] + [(1, o) for o in range(5, 10)]
 
 
 def test_a_recreated_topic_is_data_loss_not_a_silent_stall(spark, tmp_path):

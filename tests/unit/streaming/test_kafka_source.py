@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from schemas.errors import OptionError
-from streaming.kafka_source import KafkaOptions, rate_limit
+from streaming.kafka_source import KafkaOptions, KafkaRange, KafkaRanges, pack, rate_limit
 
 
 def test_options_follow_sparks_kafka_source():
@@ -28,6 +28,7 @@ def test_options_follow_sparks_kafka_source():
     ({"kafka.bootstrap.servers": "x", "subscribe": "t", "maxOffsetsPerTrigger": "-3"}, "maxOffsetsPerTrigger"),
     ({"kafka.bootstrap.servers": "x", "subscribe": "t", "startingOffsets": "soon"}, "startingOffsets"),
     ({"kafka.bootstrap.servers": "x", "subscribe": "t", "failOnDataLoss": "maybe"}, "failOnDataLoss"),
+    ({"kafka.bootstrap.servers": "x", "subscribe": "t", "maxPartitions": "-1"}, "maxPartitions"),
 ])
 def test_bad_options_are_named(options, message):
     with pytest.raises(OptionError, match=message):
@@ -52,3 +53,24 @@ def test_a_small_partition_still_moves_and_none_goes_past_its_end():
     limited = rate_limit(begin, end, 100)
     assert limited["b"]["0"] == 1  # a share below one record still reads one
     assert 0 < limited["a"]["0"] <= 100
+
+
+def _ranges(*sizes: int) -> list[KafkaRange]:
+    options = KafkaOptions.parse({"kafka.bootstrap.servers": "b:9092", "subscribe": "t"})
+    return [KafkaRange(f"t{i}", i % 2, 100, 100 + size, options) for i, size in enumerate(sizes)]
+
+
+def test_small_ranges_are_packed_into_at_most_max_partitions_tasks_of_about_equal_size():
+    ranges = _ranges(500, 400, 300, 300, 200, 100)
+    tasks = pack(ranges, 2)
+    assert len(tasks) == 2 and all(isinstance(t, KafkaRanges) for t in tasks)
+    packed = [r for t in tasks for r in t.ranges]
+    assert sorted(packed, key=lambda r: r.topic) == ranges  # every range once, none split or lost
+    sizes = [sum(r.end - r.start for r in t.ranges) for t in tasks]
+    assert sizes == [900, 900]  # largest first into the lightest task
+
+
+def test_ranges_that_fit_the_slots_stay_one_task_each_as_in_sparks_source():
+    ranges = _ranges(5, 7, 9)
+    assert pack(ranges, 3) == ranges and pack(ranges, 0) == ranges  # 0: no packing
+    assert KafkaOptions.parse({"kafka.bootstrap.servers": "b", "subscribe": "t"}).max_partitions == 0
