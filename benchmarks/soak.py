@@ -1,8 +1,9 @@
 """Soak: `pinpipe stream` for --minutes at a steady rate from the emulator; is it flat, and did everything land?
 
 The emulator (`pinpipe emulate --mode stream --target kafka --bulk`) posts --posts-per-second posts
-(each a pin, a geo and a user record) to a local tansu (batched sends: tansu takes ~2,000 one-message
-produce requests a second, fewer than 3,000 records/s; `--bulk` sends each partition's last record
+(a post is one record, pin, geo or user in turn, as the seed's emulator POSTs each record on its own)
+to a local tansu (batched sends, 100 ms linger: tansu keeps a batch per object and scans them, so
+one-message batches slow it with every record it holds; `--bulk` sends each partition's last record
 alone at the end, which makes tansu's high watermark exact); a `pinpipe stream --sources kafka` process with a
 1 s trigger and its Prometheus endpoint on runs the whole time. Every --every seconds the benchmark
 samples the job's resident memory (its process tree: driver JVM, driver Python, Python workers) and
@@ -94,7 +95,8 @@ def not_landed(settings: Settings, records) -> int:
     missing = 0
     for kind, topic, partition, offset, value in records:
         try:
-            ind = json.loads(value).get("ind")
+            record = json.loads(value)
+            ind = record.get("ind", record.get("index"))  # pin records carry it as "index" (the seed's data)
         except (ValueError, AttributeError):
             ind = None
         if ind not in inds[kind] and (topic, str(partition), str(offset)) not in quarantined:
@@ -105,9 +107,11 @@ def not_landed(settings: Settings, records) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30)
-    parser.add_argument("--posts-per-second", type=float, default=1000, help="posts/s (x3 records/s)")
+    parser.add_argument("--posts-per-second", type=float, default=1000, help="posts (records) per second")
     parser.add_argument("--every", type=float, default=60, help="seconds per sample window")
     parser.add_argument("--trigger", default="1 second")
+    parser.add_argument("--maintain-every", type=float, default=5,
+                        help="minutes between `pinpipe maintain` runs alongside the stream, as a schedule would (0: never)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="pinpipe-soak-"))
@@ -123,9 +127,10 @@ def main() -> None:
     job = subprocess.Popen(cli + ["stream", "--sources", "kafka"], env=env, cwd=work,
                            stdout=subprocess.DEVNULL, stderr=open(work / "job.log", "wb"))
     emulator = subprocess.Popen(cli + ["emulate", "--mode", "stream", "--target", "kafka", "--no-progress", "--bulk",
-                                       "--rate", str(3 * args.posts_per_second), "--seed", "7"],
+                                       "--rate", str(args.posts_per_second), "--seed", "7"],
                                 env=env, cwd=work, stdout=open(work / "emulator.log", "wb"), stderr=subprocess.STDOUT)
     windows = []
+    maintenance = None
     try:
         deadline = time.monotonic() + 60
         while True:  # the job's metrics endpoint is up
@@ -136,12 +141,20 @@ def main() -> None:
                 assert job.poll() is None, (work / "job.log").read_text()[-3000:]
                 assert time.monotonic() < deadline, "the job's /metrics never came up"
                 time.sleep(1)
-        print(f"posting {args.posts_per_second:,.0f} posts/s ({3 * args.posts_per_second:,.0f} records/s) for "
+        print(f"posting {args.posts_per_second:,.0f} posts (records)/s for "
               f"{args.minutes:g} min, trigger {args.trigger!r}; load average {os.getloadavg()[0]:.1f} "
               f"on {os.cpu_count()} cores; work dir {work}", flush=True)
         end = time.monotonic() + args.minutes * 60
+        maintain_at = time.monotonic() + args.maintain_every * 60 if args.maintain_every else float("inf")
         while time.monotonic() < end:
             time.sleep(args.every)
+            if maintenance is not None and maintenance.poll() is not None:
+                assert maintenance.returncode == 0, "pinpipe maintain failed: " + (work / "maintain.log").read_text()[-3000:]
+                maintenance = None
+            if maintenance is None and time.monotonic() >= maintain_at:
+                maintenance = subprocess.Popen(cli + ["maintain"], env=env, cwd=work, stdout=subprocess.DEVNULL,
+                                               stderr=open(work / "maintain.log", "ab"))
+                maintain_at = time.monotonic() + args.maintain_every * 60
             assert job.poll() is None, "the job died: " + (work / "job.log").read_text()[-3000:]
             assert emulator.poll() is None, "the emulator died: " + (work / "emulator.log").read_text()[-3000:]
             now, rss = scrape(port), tree_rss(job.pid)
@@ -157,6 +170,8 @@ def main() -> None:
                   flush=True)
         emulator.send_signal(signal.SIGINT)
         emulator.wait(60)
+        if maintenance is not None:
+            assert maintenance.wait(600) == 0, "pinpipe maintain failed: " + (work / "maintain.log").read_text()[-3000:]
         # Caught up: a batch that started after the last post has committed and left no lag behind it.
         batches_at_stop = scrape(port)["pinpipe_batch_duration_seconds_count"]
         caught_up = time.monotonic() + 600
@@ -169,7 +184,9 @@ def main() -> None:
         job.wait(120)
         records = kafka_records(settings)
     finally:
-        for process in (emulator, job):
+        for process in (emulator, job, maintenance):
+            if process is None:
+                continue
             if process.poll() is None:
                 process.kill()
         local.stop_service("kafka", work / "services")
@@ -179,7 +196,8 @@ def main() -> None:
     print(f"RSS: {warm['rss'] / MiB:,.0f} MiB at minute {warm['minute']:g} -> {last['rss'] / MiB:,.0f} MiB at "
           f"minute {last['minute']:g} ({last['rss'] / warm['rss']:.2f}x); per-batch time {warm['per_batch']:.2f} s -> "
           f"{last['per_batch']:.2f} s ({last['per_batch'] / warm['per_batch']:.2f}x) (goal: flat, <= 1.2x)")
-    print(f"{len(records):,} records posted, {missing:,} did not land (goal 0)")
+    print(f"{len(records):,} records posted, {missing:,} did not land (goal 0); emulator: "
+          + (work / "emulator.log").read_text().strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

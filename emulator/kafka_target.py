@@ -32,10 +32,10 @@ def ensure_topics(client_config: dict[str, str], topics: Iterable[str], partitio
     return {t: len(metadata[t].partitions) for t in topics}
 
 
-def _producer(client_config: dict[str, str], one_message_per_batch: bool) -> Producer:
+def _producer(client_config: dict[str, str], one_message_per_batch: bool, linger_ms: int = 5) -> Producer:
     # A bounded wait for a broker that is gone (librdkafka retries within it), then a reported loss.
-    config = {"message.timeout.ms": 60_000, **client_config, "enable.idempotence": True, "acks": "all", "linger.ms": 5,
-              "compression.type": "lz4"}
+    config = {"message.timeout.ms": 60_000, **client_config, "enable.idempotence": True, "acks": "all",
+              "linger.ms": linger_ms, "compression.type": "lz4"}
     if one_message_per_batch:
         config["batch.num.messages"] = 1
     return Producer(build_client_config(config))
@@ -67,7 +67,9 @@ def produce(messages: Iterable[tuple[str, dict]], *, client_config: dict[str, st
             summary.error(f"{message.topic()}: {error}")
 
     one_per_batch = one_message_per_batch and not bulk
-    producer = _producer(client_config, one_per_batch)
+    # Bulk: fewer, larger batches. A broker that keeps a batch per object and scans them (tansu's
+    # memory and s3 engines) slows with every batch it holds; 100 ms is ~10 batches/s per partition.
+    producer = _producer(client_config, one_per_batch, linger_ms=100 if bulk else 5)
     held_back: dict[tuple[str, int], tuple[bytes, bytes]] = {}
     with tqdm(total=total, unit="rec", disable=not progress, desc="emulate -> kafka") as bar:
         for kind, record in messages:
