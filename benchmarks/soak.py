@@ -1,8 +1,7 @@
 """Soak: `pinpipe stream` for --minutes at a steady rate from the emulator; is it flat, and did everything land?
 
 The emulator (`pinpipe emulate --mode stream --target kafka --bulk`) posts --posts-per-second posts
-(a post is one record, pin, geo or user in turn, as the seed's emulator POSTs each record on its own)
-to a local tansu (batched sends, 100 ms linger: tansu keeps a batch per object and scans them, so
+(each a pin, a geo and a user record, as `pinpipe emulate --posts` counts them) to a local tansu (batched sends, 100 ms linger: tansu keeps a batch per object and scans them, so
 one-message batches slow it with every record it holds; `--bulk` sends each partition's last record
 alone at the end, which makes tansu's high watermark exact); a `pinpipe stream --sources kafka` process with a
 1 s trigger and its Prometheus endpoint on runs the whole time. Every --every seconds the benchmark
@@ -107,7 +106,7 @@ def not_landed(settings: Settings, records) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30)
-    parser.add_argument("--posts-per-second", type=float, default=1000, help="posts (records) per second")
+    parser.add_argument("--posts-per-second", type=float, default=1000, help="posts/s (x3 records/s)")
     parser.add_argument("--every", type=float, default=60, help="seconds per sample window")
     parser.add_argument("--trigger", default="1 second")
     parser.add_argument("--maintain-every", type=float, default=5,
@@ -127,7 +126,7 @@ def main() -> None:
     job = subprocess.Popen(cli + ["stream", "--sources", "kafka"], env=env, cwd=work,
                            stdout=subprocess.DEVNULL, stderr=open(work / "job.log", "wb"))
     emulator = subprocess.Popen(cli + ["emulate", "--mode", "stream", "--target", "kafka", "--no-progress", "--bulk",
-                                       "--rate", str(args.posts_per_second), "--seed", "7"],
+                                       "--rate", str(3 * args.posts_per_second), "--seed", "7"],
                                 env=env, cwd=work, stdout=open(work / "emulator.log", "wb"), stderr=subprocess.STDOUT)
     windows = []
     maintenance = None
@@ -141,7 +140,7 @@ def main() -> None:
                 assert job.poll() is None, (work / "job.log").read_text()[-3000:]
                 assert time.monotonic() < deadline, "the job's /metrics never came up"
                 time.sleep(1)
-        print(f"posting {args.posts_per_second:,.0f} posts (records)/s for "
+        print(f"posting {args.posts_per_second:,.0f} posts/s ({3 * args.posts_per_second:,.0f} records/s) for "
               f"{args.minutes:g} min, trigger {args.trigger!r}; load average {os.getloadavg()[0]:.1f} "
               f"on {os.cpu_count()} cores; work dir {work}", flush=True)
         end = time.monotonic() + args.minutes * 60
