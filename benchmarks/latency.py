@@ -1,6 +1,7 @@
 """Post-to-committed-row latency of a running stream (1 s trigger), against the trigger's own floor.
 
-A rate-limited producer posts the emulator's records to Kafka at --rate records/s for --seconds;
+A rate-limited producer posts the emulator's records to Kafka at --rate records/s for --seconds, in
+a process of its own as the emulator is (in the job's driver it would share the GIL with the sink);
 a streaming query with a processing-time trigger (--trigger) runs the pipeline (cleaning, the
 four Delta commits). Each record's latency is the time from its produce() call to the moment the
 batch holding it has committed all four tables, matched exactly by (topic, partition, offset).
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -88,6 +91,13 @@ class TimedSink(DeltaRsSink):
                               [int(o) for o in rows.column(f"{prefix}source_position").to_pylist()])
 
 
+def post_records(settings: Settings, rate: float, seconds: float, first_ind: int) -> tuple[int, dict[Coordinate, float]]:
+    """The emulator's side, run in a process of its own: records sent and their post times by coordinate."""
+    clock = Clock()
+    sent = post(settings, clock, rate, seconds, generate(None, seed=first_ind, dirt=Dirt(), first_ind=first_ind))
+    return sent, clock.posted
+
+
 def post(settings: Settings, clock: Clock | None, rate: float, seconds: float, records) -> int:
     """Produce at ``rate`` records/s for ``seconds``; note each record's post time (when ``clock``)."""
     producer = Producer({**settings.kafka_config(), "linger.ms": 0, "batch.num.messages": 1, "acks": "all"})
@@ -142,7 +152,6 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="pinpipe-latency-"))
     spark = build_spark_session(app_name="latency-bench")
     broker = local.start_service("kafka", work / "services").endpoint
-    records = generate(10_000_000, seed=3, dirt=Dirt())  # an endless supply: posting stops on time
     try:
         def settings_for(name: str) -> Settings:
             settings = Settings(prefix=f"lat-{name.split()[0]}-{uuid.uuid4().hex[:6]}", lake=str(work / f"lake-{name.split()[0]}"),
@@ -158,9 +167,12 @@ def main() -> None:
             try:
                 while not query.recentProgress:  # the query has planned its start offsets
                     time.sleep(0.2)
-                post(settings, None, args.rate, args.warmup, records)
-                since = time.time()
-                sent = post(settings, clock, args.rate, seconds, records)
+                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as emulator:
+                    emulator.submit(post_records, settings, args.rate, args.warmup, 1).result()
+                    since = time.time()
+                    sent, posted = emulator.submit(post_records, settings, args.rate, seconds, 10_000_001).result()
+                with clock.lock:
+                    clock.posted.update(posted)
                 wait_committed(clock, since)
                 latencies, missing = clock.latencies(since)
                 print(f"{name}: posted {sent} records in {seconds:.0f}s ({sent / seconds:,.0f}/s)")
