@@ -92,26 +92,20 @@ class TimedSink(DeltaRsSink):
 
 
 def post_records(settings: Settings, rate: float, seconds: float, first_ind: int) -> tuple[int, dict[Coordinate, float]]:
-    """The emulator's side, run in a process of its own: records sent and their post times by coordinate."""
-    clock = Clock()
-    sent = post(settings, clock, rate, seconds, generate(None, seed=first_ind, dirt=Dirt(), first_ind=first_ind))
-    return sent, clock.posted
-
-
-def post(settings: Settings, clock: Clock | None, rate: float, seconds: float, records) -> int:
-    """Produce at ``rate`` records/s for ``seconds``; note each record's post time (when ``clock``)."""
+    """The emulator's side, run in a process of its own: produce at ``rate`` records/s for ``seconds``;
+    return how many were sent and each one's post time by coordinate."""
     producer = Producer({**settings.kafka_config(), "linger.ms": 0, "batch.num.messages": 1, "acks": "all"})
+    posted: dict[Coordinate, float] = {}
     sent = 0
     started = time.perf_counter()
 
     def delivered(posted_at: float):
         def callback(error, message) -> None:
-            if error is None and clock is not None:
-                with clock.lock:
-                    clock.posted[(message.topic(), message.partition(), message.offset())] = posted_at
+            if error is None:
+                posted[(message.topic(), message.partition(), message.offset())] = posted_at
         return callback
 
-    for kind, record in records:
+    for kind, record in generate(None, seed=first_ind, dirt=Dirt(), first_ind=first_ind):
         due = started + sent / rate
         if due > started + seconds:
             break
@@ -124,7 +118,7 @@ def post(settings: Settings, clock: Clock | None, rate: float, seconds: float, r
         producer.poll(0)
         sent += 1
     assert producer.flush(60) == 0, "records left undelivered"
-    return sent
+    return sent, posted
 
 
 def wait_committed(clock: Clock, since: float, timeout: float = 120) -> None:
