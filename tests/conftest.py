@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,21 @@ import pytest
 from pinpipe import local
 
 DATA_DIR = Path(__file__).parent / "data"
+SCRATCH = pytest.StashKey[Path]()
+
+
+def pytest_configure(config) -> None:
+    # Every JVM the tests start keeps its scratch (a client driver's unpacked environment, fetched
+    # archives: ~1 GB a job) in one folder removed at the end; a killed driver would leave it in /tmp.
+    scratch = Path(tempfile.mkdtemp(prefix="pinpipe-tests-jvm-"))
+    config.stash[SCRATCH] = scratch
+    os.environ["SPARK_LOCAL_DIRS"] = str(scratch)
+    os.environ["JAVA_TOOL_OPTIONS"] = f"{os.environ.get('JAVA_TOOL_OPTIONS', '')} -Djava.io.tmpdir={scratch}".strip()
+
+
+def pytest_unconfigure(config) -> None:
+    if SCRATCH in config.stash:
+        shutil.rmtree(config.stash[SCRATCH], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pyspark
 
+from pinpipe.deploy import ENV_ALIAS
 from pinpipe.local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +59,10 @@ class Worker:
         """SIGKILL the worker and its executors (its process group): a node lost."""
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
+
+    @property
+    def local_dir(self) -> Path:
+        return self.work_dir.parent / "local"
 
     def executor_logs(self) -> list[Path]:
         return sorted(self.work_dir.glob("app-*/*/stderr"))
@@ -102,7 +107,11 @@ class StandaloneCluster:
                    f"{self.url} --host 127.0.0.1 --cores {cores} --memory {memory} "
                    f"--work-dir {worker.work_dir} --webui-port 0")
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "SPARK_HOME": str(worker.spark_home),
-               "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_NO_DAEMONIZE": "1", "HOME": str(worker.work_dir.parent)}
+               "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_NO_DAEMONIZE": "1", "HOME": str(worker.work_dir.parent),
+               # Executors' scratch (fetched files, shuffle) inside the cluster's folder, not /tmp.
+               "SPARK_LOCAL_DIRS": str(worker.local_dir),
+               # Their temporary copies of fetched archives too (Spark's createTempDir: java.io.tmpdir).
+               "JAVA_TOOL_OPTIONS": f"-Djava.io.tmpdir={worker.local_dir}"}
         if "JAVA_HOME" in os.environ:
             env["JAVA_HOME"] = os.environ["JAVA_HOME"]
         worker.process = subprocess.Popen(
@@ -118,6 +127,14 @@ class StandaloneCluster:
                     process.wait(timeout=20)
                 except (ProcessLookupError, subprocess.TimeoutExpired):
                     os.killpg(process.pid, signal.SIGKILL)
+        self.remove_unpacked_environments()
+
+    def remove_unpacked_environments(self) -> None:
+        """Each executor unpacks the shipped environment (~700 MB); keep the logs, free the disk."""
+        for worker in self.workers:
+            for unpacked in worker.work_dir.glob(f"app-*/*/{ENV_ALIAS}"):
+                shutil.rmtree(unpacked, ignore_errors=True)
+            shutil.rmtree(worker.local_dir, ignore_errors=True)
 
 
 def start_cluster(base: Path, workers: int = 2, cores: int = 1, memory: str = "1g") -> StandaloneCluster:
@@ -133,7 +150,7 @@ def start_cluster(base: Path, workers: int = 2, cores: int = 1, memory: str = "1
         for index in range(workers):
             home = base / f"worker-{index}"
             spark_home = home / "spark"
-            home.mkdir(parents=True, exist_ok=True)
+            (home / "local").mkdir(parents=True, exist_ok=True)
             if not spark_home.exists():
                 # Its own Spark distribution outside the repository (hard links: cheap, same bytes).
                 subprocess.run(["cp", "-al", str(SPARK_HOME), str(spark_home)], check=True)
