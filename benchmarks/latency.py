@@ -3,8 +3,15 @@
 A rate-limited producer posts the emulator's records to Kafka at --rate records/s for --seconds, in
 a process of its own as the emulator is (in the job's driver it would share the GIL with the sink);
 a streaming query with a processing-time trigger (--trigger) runs the pipeline (cleaning, the
-four Delta commits). Each record's latency is the time from its produce() call to the moment the
-batch holding it has committed all four tables, matched exactly by (topic, partition, offset).
+four Delta commits). Each record's latency is the time from its post (when the emulator has it) to
+the moment the batch holding it has committed all four tables, matched exactly by (topic,
+partition, offset).
+
+The producer sends batched (--linger-ms, 20), as the emulator's bulk mode does on tansu: each
+partition's newest record is held back until the next one comes and the last ones go alone, so
+the broker's high watermark (the last batch's base offset + 1) stays exact; the hold-back counts in
+the latency. --one-message-per-batch sends as the emulator's stream mode does instead: tansu then
+scans a partition's stored batches for every record fetched, and its CPU grows with the log.
 
 The floor, measured in the same run and the same SparkSession before the pipeline: the same
 source, trigger and posting rate, with a sink that only collects the batch's coordinates (no
@@ -35,10 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
-from confluent_kafka import Producer  # noqa: E402
 
 from emulator.generator import Dirt, generate  # noqa: E402
-from emulator.kafka_target import ensure_topics  # noqa: E402
+from emulator.kafka_target import emulator_producer, ensure_topics, partition_for  # noqa: E402
 from pinpipe import local  # noqa: E402
 from pinpipe.settings import Settings  # noqa: E402
 from pinpipe.spark import build_spark_session  # noqa: E402
@@ -91,11 +97,21 @@ class TimedSink(DeltaRsSink):
                               [int(o) for o in rows.column(f"{prefix}source_position").to_pylist()])
 
 
-def post_records(settings: Settings, rate: float, seconds: float, first_ind: int) -> tuple[int, dict[Coordinate, float]]:
+def post_records(settings: Settings, rate: float, seconds: float, first_ind: int,
+                 linger_ms: int | None = 20) -> tuple[int, dict[Coordinate, float]]:
     """The emulator's side, run in a process of its own: produce at ``rate`` records/s for ``seconds``;
-    return how many were sent and each one's post time by coordinate."""
-    producer = Producer({**settings.kafka_config(), "linger.ms": 0, "batch.num.messages": 1, "acks": "all"})
+    return how many were sent and each one's post time by coordinate.
+
+    ``linger_ms``: batched sends as the emulator's bulk mode makes them on tansu (a partition's newest
+    record held back until the next one comes, the last ones sent alone, so the broker's high
+    watermark stays exact). None: one message per batch, which costs tansu a scan of the
+    partition's stored batches for every record a consumer fetches.
+    """
+    one_per_batch = linger_ms is None
+    producer = emulator_producer(settings.kafka_config(), one_message_per_batch=one_per_batch, linger_ms=linger_ms or 0)
+    counts = ensure_topics(settings.kafka_config(), topics(settings).values(), partitions=2)
     posted: dict[Coordinate, float] = {}
+    held_back: dict[tuple[str, int], tuple[bytes, bytes, float]] = {}
     sent = 0
     started = time.perf_counter()
 
@@ -112,12 +128,23 @@ def post_records(settings: Settings, rate: float, seconds: float, first_ind: int
         delay = due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
+        topic = settings.topic(kind)
         key = str(record.get("ind", record.get("index", ""))).encode()
-        producer.produce(settings.topic(kind), value=json.dumps(record).encode(), key=key,
-                         on_delivery=delivered(time.time()))
-        producer.poll(0)
+        item = (key, json.dumps(record).encode(), time.time())  # posted now, whenever it is sent
+        partition = partition_for(key, counts[topic])
         sent += 1
+        if not one_per_batch:
+            item, held_back[(topic, partition)] = held_back.get((topic, partition)), item
+            if item is None:
+                continue
+        key, value, posted_at = item
+        producer.produce(topic, value=value, key=key, partition=partition, on_delivery=delivered(posted_at))
+        producer.poll(0)
     assert producer.flush(60) == 0, "records left undelivered"
+    last = emulator_producer(settings.kafka_config(), one_message_per_batch=True)
+    for (topic, partition), (key, value, posted_at) in held_back.items():
+        last.produce(topic, value=value, key=key, partition=partition, on_delivery=delivered(posted_at))
+        assert last.flush(60) == 0, "records left undelivered"  # each in a batch of its own
     return sent, posted
 
 
@@ -141,8 +168,12 @@ def main() -> None:
     parser.add_argument("--floor-seconds", type=float, default=20, help="measured posting time of the floor")
     parser.add_argument("--warmup", type=float, default=10, help="untimed posting before each measurement")
     parser.add_argument("--trigger", default="1 second")
+    parser.add_argument("--linger-ms", type=int, default=20, help="the producer's batching (emulator bulk mode's scheme)")
+    parser.add_argument("--one-message-per-batch", action="store_true",
+                        help="send each record in a batch of its own instead (the emulator's stream mode on tansu)")
     args = parser.parse_args()
 
+    linger = None if args.one_message_per_batch else args.linger_ms
     work = Path(tempfile.mkdtemp(prefix="pinpipe-latency-"))
     spark = build_spark_session(app_name="latency-bench")
     broker = local.start_service("kafka", work / "services").endpoint
@@ -162,9 +193,9 @@ def main() -> None:
                 while not query.recentProgress:  # the query has planned its start offsets
                     time.sleep(0.2)
                 with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as emulator:
-                    emulator.submit(post_records, settings, args.rate, args.warmup, 1).result()
+                    emulator.submit(post_records, settings, args.rate, args.warmup, 1, linger).result()
                     since = time.time()
-                    sent, posted = emulator.submit(post_records, settings, args.rate, seconds, 10_000_001).result()
+                    sent, posted = emulator.submit(post_records, settings, args.rate, seconds, 10_000_001, linger).result()
                 with clock.lock:
                     clock.posted.update(posted)
                 wait_committed(clock, since)
@@ -189,7 +220,8 @@ def main() -> None:
             return start_table_query(envelope, "kafka", str(work / f"checkpoint-{settings.prefix}"), sink,
                                      Trigger(interval=args.trigger))
 
-        print(f"posting {args.rate:,.0f} records/s, trigger {args.trigger!r}, warm-up {args.warmup:.0f}s per phase; "
+        sends = "one message per batch" if linger is None else f"batched sends, linger {linger} ms"
+        print(f"posting {args.rate:,.0f} records/s ({sends}), trigger {args.trigger!r}, warm-up {args.warmup:.0f}s per phase; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (others' work slows both phases)")
         floor = measure("floor (collect only)", floor_query, args.floor_seconds)
         pipeline = measure("pipeline (clean + 4 Delta commits)", pipeline_query, args.seconds)

@@ -30,7 +30,7 @@ class EmulateOptions:
     partitions: int = 2                # of topics / shards of streams the emulator creates (kafka, kinesis targets)
     misrouted_rate: float = 0.002
     repeat_window: int = 10_000        # posts kept for repeats: memory bound of an endless stream
-    bulk: bool = False                 # kafka, batch: batched sends (bulk loads)
+    bulk: bool = False                 # kafka: batched sends (see emulator.kafka_target.produce)
     aggregate: bool = False            # kinesis, batch: KPL aggregation
     partition_key: Literal["ind", "kind"] = "ind"
     api_url: str | None = None
@@ -129,7 +129,7 @@ def _send(target, options: EmulateOptions, messages, total, kafka_config, topics
         if not kafka_config:
             raise ValueError("target kafka needs the broker's client config (bootstrap.servers)")
         return produce(messages, client_config=kafka_config, topics=topics, partitions=options.partitions,
-                       bulk=options.bulk and not stream_mode, one_message_per_batch=kafka_one_message_per_batch,
+                       bulk=options.bulk, one_message_per_batch=kafka_one_message_per_batch,
                        total=total, progress=options.progress, strict=False)
     from emulator.kinesis_target import produce
 

@@ -32,7 +32,7 @@ def ensure_topics(client_config: dict[str, str], topics: Iterable[str], partitio
     return {t: len(metadata[t].partitions) for t in topics}
 
 
-def _producer(client_config: dict[str, str], one_message_per_batch: bool, linger_ms: int = 5) -> Producer:
+def emulator_producer(client_config: dict[str, str], one_message_per_batch: bool, linger_ms: int = 5) -> Producer:
     # A bounded wait for a broker that is gone (librdkafka retries within it), then a reported loss.
     config = {"message.timeout.ms": 60_000, **client_config, "enable.idempotence": True, "acks": "all",
               "linger.ms": linger_ms, "compression.type": "lz4"}
@@ -54,7 +54,8 @@ def produce(messages: Iterable[tuple[str, dict]], *, client_config: dict[str, st
     On a broker that reports the high watermark as the last batch's base offset + 1 (tansu), a
     consumer only sees records up to the last batch's first record. The local profile therefore
     sends one message per batch; ``bulk`` instead sends batched and then the last record of each
-    partition in a batch of its own, which makes the watermark exact again. librdkafka retries
+    partition in a batch of its own, which makes the watermark exact again (in a paced stream, each
+    partition's newest record waits for the next one, or for the end). librdkafka retries
     failed sends itself (idempotent producer). ``strict``: raise RecordsLost if any was lost.
     """
     counts = ensure_topics(client_config, topics.values(), partitions)
@@ -69,7 +70,7 @@ def produce(messages: Iterable[tuple[str, dict]], *, client_config: dict[str, st
     one_per_batch = one_message_per_batch and not bulk
     # Bulk: fewer, larger batches. A broker that keeps a batch per object and scans them (tansu's
     # memory and s3 engines) slows with every batch it holds; 100 ms is ~10 batches/s per partition.
-    producer = _producer(client_config, one_per_batch, linger_ms=100 if bulk else 5)
+    producer = emulator_producer(client_config, one_per_batch, linger_ms=100 if bulk else 5)
     held_back: dict[tuple[str, int], tuple[bytes, bytes]] = {}
     with tqdm(total=total, unit="rec", disable=not progress, desc="emulate -> kafka") as bar:
         for kind, record in messages:
@@ -88,7 +89,7 @@ def produce(messages: Iterable[tuple[str, dict]], *, client_config: dict[str, st
             bar.update(1)
         producer.flush()
         if held_back:
-            last = _producer(client_config, one_message_per_batch=True)
+            last = emulator_producer(client_config, one_message_per_batch=True)
             for (topic, partition), (key, value) in held_back.items():
                 _send(last, topic, partition, key, value, on_delivery)
                 last.flush()  # each in a produce request, and so a batch, of its own

@@ -71,7 +71,7 @@ def emulate(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed sends the same records")] = 0,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions (Kafka) / shards (Kinesis) of what it creates")] = 2,
     misrouted_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of posts whose user record goes astray")] = 0.002,
-    bulk: Annotated[bool, typer.Option(help="Kafka: batch sends for speed (bulk loads)")] = False,
+    bulk: Annotated[bool, typer.Option(help="Kafka: batch sends (bulk loads; in a stream, tansu's cost per record stays flat)")] = False,
     aggregate: Annotated[bool, typer.Option(help="Kinesis: pack records KPL-style (aws-kinesis-agg)")] = False,
     partition_key: Annotated[str, typer.Option(help="Kinesis partition key: ind (spread, per-post order) or kind (the seed's)")] = "ind",
     api_url: Annotated[str | None, typer.Option(help="api: base URL (e.g. http://127.0.0.1:8080 or an API Gateway invoke URL with its stage)")] = None,
