@@ -88,7 +88,7 @@ ENVELOPES: dict[str, tuple[Callable[[Settings], dict], Callable[[DataFrame], Dat
 
 def sink_factory(spark: SparkSession, settings: Settings) -> Callable[[str], TableSink]:
     return lambda query_name: make_sink(spark, settings.lake, query_name, settings.sink,
-                                        settings.delta_storage_options())
+                                        settings.delta_storage_options(), settings.maintenance.target_file_bytes)
 
 
 def trigger(settings: Settings, available_now: bool) -> Trigger:

@@ -35,7 +35,7 @@ from pyspark.sql.window import Window
 from tenacity import retry, retry_if_exception, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from schemas.contracts import KINDS, TABLES
-from streaming.tables import table_path
+from streaming.tables import TARGET_FILE_BYTES, table_path
 from streaming.metrics import record_commit
 
 log = logging.getLogger(__name__)
@@ -181,10 +181,12 @@ class _CommitConflict(Exception):
 class DeltaRsSink(_AppIdMixin):
     """Writes with delta-rs from the driver (``foreachBatch`` -> ``toArrow()``)."""
 
-    def __init__(self, lake: str, query_name: str, storage_options: dict[str, str] | None = None) -> None:
+    def __init__(self, lake: str, query_name: str, storage_options: dict[str, str] | None = None,
+                 target_file_bytes: int = TARGET_FILE_BYTES) -> None:
         super().__init__(query_name)
         self.lake = lake
         self.storage_options = storage_options
+        self.target_file_bytes = target_file_bytes
 
     def write_micro_batch(self, routed: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
@@ -224,7 +226,8 @@ class DeltaRsSink(_AppIdMixin):
             if target is None:
                 source = rows if table == "quarantine" else latest_per_key(rows)
                 write_deltalake(table_path(self.lake, table), source, mode="append", schema_mode="merge",
-                                storage_options=self.storage_options, commit_properties=commit)
+                                storage_options=self.storage_options, commit_properties=commit,
+                                configuration={"delta.targetFileSize": str(self.target_file_bytes)})
                 record_commit(self.query_name, table, rows, 0)
                 return
             if table == "quarantine":
@@ -365,10 +368,10 @@ def native_delta_available(spark: SparkSession) -> bool:
 
 
 def make_sink(spark: SparkSession, lake: str, query_name: str, kind: str = "auto",
-              storage_options: dict[str, str] | None = None) -> TableSink:
+              storage_options: dict[str, str] | None = None, target_file_bytes: int = TARGET_FILE_BYTES) -> TableSink:
     if kind == "delta-spark" or (kind == "auto" and native_delta_available(spark)):
         return DeltaSparkSink(spark, lake, query_name)
-    return DeltaRsSink(lake, query_name, storage_options)
+    return DeltaRsSink(lake, query_name, storage_options, target_file_bytes)
 
 
 __all__ = ["DeltaRsSink", "DeltaSparkSink", "DeltaSparkApi", "is_delta_conflict", "TableSink", "make_sink", "latest_per_key", "table_rows", "KINDS"]

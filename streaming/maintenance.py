@@ -42,7 +42,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_
 
 from schemas.contracts import KINDS, TABLES
 from schemas.errors import PinpipeError
-from streaming.tables import table_path
+from streaming.tables import TARGET_FILE_BYTES, table_path
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,10 @@ class MaintenanceSettings(BaseModel):
     retention_hours: int = Field(168, ge=0)
     # The least retention accepted without --force: longer than any micro-batch or reader holds a snapshot.
     min_retention_hours: int = Field(24, ge=0)
-    # Target size of compacted files. Smaller than delta-rs's 100 MB default: a MERGE that updates
-    # one row rewrites its whole file (no deletion vectors in delta-rs), so file size bounds that cost.
-    target_file_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    # Target size of the tables' files: compaction's, and the stream's (the `delta.targetFileSize` the
+    # delta-rs sink gives the tables it creates). Smaller than delta-rs's 100 MB default: a MERGE that
+    # updates one row rewrites its whole file (no deletion vectors in delta-rs), so file size bounds that cost.
+    target_file_bytes: int = Field(TARGET_FILE_BYTES, gt=0)
     # Kind tables: zorder (on ind; rewrites the whole table) or compact (bin-packs small files only).
     kind_layout: Literal["zorder", "compact"] = "zorder"
     # Offsets/commits kept per query checkpoint (Spark's spark.sql.streaming.minBatchesToRetain).

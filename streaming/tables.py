@@ -6,6 +6,12 @@ import pyarrow as pa
 
 from schemas.contracts import TABLES
 
+# The tables' `delta.targetFileSize` (the delta-rs sink sets it when it creates them; delta-rs's
+# MERGE splits its output at it) and compaction's target. A MERGE rewrites every file it updates a
+# row in (delta-rs has no deletion vectors) and a batch's repeats land in the newest files: with
+# delta-rs's 100 MB default a table stayed one file and every batch rewrote all of it.
+TARGET_FILE_BYTES = 8 * 1024 * 1024
+
 
 def table_path(lake: str, table: str) -> str:
     """``<lake>/<table>``: pin, geo, user, quarantine (and ``gold/<name>``)."""

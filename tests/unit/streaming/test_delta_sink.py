@@ -130,3 +130,25 @@ def test_the_sink_stamps_each_batch_with_its_write_time(spark, tmp_path):
     [bad] = read_delta(str(tmp_path / "quarantine")).to_pylist()
     assert before <= row["_ingested_at"] <= after
     assert bad["ingested_at"] == row["_ingested_at"]  # one time for the whole batch
+
+
+def test_a_batch_rewrites_the_files_it_updates_not_the_whole_table(spark, tmp_path):
+    # delta-rs's MERGE rewrites each file it updates a row in; the sink gives its tables a target
+    # file size, so a batch whose repeats hit the newest rows copies those files only.
+    sink = DeltaRsSink(str(tmp_path), "kafka", target_file_bytes=16 * 1024)
+    sink.bind("q")
+    rows = [user(ind, "N" * 40 + str(ind), ind) for ind in range(2400)] + [user(2399, "Changed", 2400)]
+    routed = routed_batch(spark, rows)  # one Spark job; sliced into batches below
+    for batch_id in range(6):
+        sink.write_arrow(routed.slice(batch_id * 400, 400), batch_id)
+    table = DeltaTable(str(tmp_path / "user"))
+    assert table.metadata().configuration["delta.targetFileSize"] == str(16 * 1024)
+    assert len(table.file_uris()) > 3
+
+    sink.write_arrow(routed.slice(2400, 1), 6)  # a newer record of the newest ind
+    merge = DeltaTable(str(tmp_path / "user")).history(1)[0]
+    assert merge["operation"] == "MERGE"
+    assert merge["operationMetrics"]["num_target_rows_updated"] == 1
+    # Only the file holding ind 2399 was copied, not the table's 2,400 rows.
+    assert merge["operationMetrics"]["num_target_rows_copied"] < 800
+    assert read_delta(str(tmp_path / "user")).num_rows == 2400
