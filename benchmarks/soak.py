@@ -7,12 +7,14 @@ alone at the end, which makes tansu's high watermark exact); a `pinpipe stream -
 1 s trigger and its Prometheus endpoint on runs the whole time. Every --every seconds the benchmark
 samples the job's resident memory (its process tree: driver JVM, driver Python, Python workers) and
 scrapes /metrics for the batches of the window (count and mean duration, from
-`pinpipe_batch_duration_seconds`) and the lag. At the end it stops the emulator, waits for the lag
+`pinpipe_batch_duration_seconds`), the batch time per 1,000 rows written and the lag. At the end it stops the emulator, waits for the lag
 to reach 0, stops the job with SIGTERM, and checks every record of the topics landed: a record
 whose ``ind`` is not in its kind's table must be in quarantine by its coordinates.
 
-Printed: the first and last windows' RSS and per-batch time and their ratios (goal: flat, i.e.
-within 1.2x after the first minutes of warm-up), and the count of records that did not land (goal 0).
+Printed: the first and last windows' RSS, per-batch time and time per 1,000 rows and their ratios
+(goal: flat, i.e. within 1.2x after the first minutes of warm-up), and the count of records that
+did not land (goal 0). --maintain-every N runs `pinpipe maintain` alongside, as a schedule would
+(off by default: at 1,000 posts/s its Z-order of `pin` loses every commit race to the stream).
 
     .venv/bin/python benchmarks/soak.py                          # 30 min at 1,000 posts/s
     .venv/bin/python benchmarks/soak.py --minutes 3 --posts-per-second 200
@@ -109,7 +111,7 @@ def main() -> None:
     parser.add_argument("--posts-per-second", type=float, default=1000, help="posts/s (x3 records/s)")
     parser.add_argument("--every", type=float, default=60, help="seconds per sample window")
     parser.add_argument("--trigger", default="1 second")
-    parser.add_argument("--maintain-every", type=float, default=5,
+    parser.add_argument("--maintain-every", type=float, default=0,
                         help="minutes between `pinpipe maintain` runs alongside the stream, as a schedule would (0: never)")
     args = parser.parse_args()
 
@@ -159,13 +161,18 @@ def main() -> None:
             now, rss = scrape(port), tree_rss(job.pid)
             batches = now["pinpipe_batch_duration_seconds_count"] - before["pinpipe_batch_duration_seconds_count"]
             seconds = now["pinpipe_batch_duration_seconds_sum"] - before["pinpipe_batch_duration_seconds_sum"]
+            written = now["pinpipe_rows_written_total"] - before["pinpipe_rows_written_total"]
             window = {"minute": (len(windows) + 1) * args.every / 60, "rss": rss["all"], "jvm": rss["jvm"],
                       "batches": batches, "per_batch": seconds / batches if batches else float("nan"),
+                      # Batch time per 1,000 rows: a batch's size follows its predecessor's time, so
+                      # per-batch time also moves with the batch size; this does not.
+                      "per_krow": 1000 * seconds / written if written else float("nan"),
                       "lag": now["pinpipe_source_lag_records"]}
             windows.append(window)
             before = now
             print(f"min {window['minute']:5.1f}: RSS {window['rss'] / MiB:,.0f} MiB (JVM {window['jvm'] / MiB:,.0f}), "
-                  f"{batches:.0f} batches, {window['per_batch']:.2f} s/batch, lag {window['lag']:,.0f} records",
+                  f"{batches:.0f} batches, {window['per_batch']:.2f} s/batch, {window['per_krow']:.3f} s per 1,000 rows, "
+                  f"lag {window['lag']:,.0f} records",
                   flush=True)
         emulator.send_signal(signal.SIGINT)
         emulator.wait(60)
@@ -194,7 +201,8 @@ def main() -> None:
     last = windows[-1]
     print(f"RSS: {warm['rss'] / MiB:,.0f} MiB at minute {warm['minute']:g} -> {last['rss'] / MiB:,.0f} MiB at "
           f"minute {last['minute']:g} ({last['rss'] / warm['rss']:.2f}x); per-batch time {warm['per_batch']:.2f} s -> "
-          f"{last['per_batch']:.2f} s ({last['per_batch'] / warm['per_batch']:.2f}x) (goal: flat, <= 1.2x)")
+          f"{last['per_batch']:.2f} s ({last['per_batch'] / warm['per_batch']:.2f}x); per 1,000 rows "
+          f"{warm['per_krow']:.3f} s -> {last['per_krow']:.3f} s ({last['per_krow'] / warm['per_krow']:.2f}x) (goal: flat, <= 1.2x)")
     print(f"{len(records):,} records posted, {missing:,} did not land (goal 0); emulator: "
           + (work / "emulator.log").read_text().strip().splitlines()[-1])
 
