@@ -11,8 +11,10 @@ scrapes /metrics for the batches of the window (count and mean duration, from
 to reach 0, stops the job with SIGTERM, and checks every record of the topics landed: a record
 whose ``ind`` is not in its kind's table must be in quarantine by its coordinates.
 
-Printed: the first and last windows' RSS, per-batch time and time per 1,000 rows and their ratios
-(goal: flat, i.e. within 1.2x after the first minutes of warm-up), and the count of records that
+Printed per window: RSS, batches, per-batch time, time per 1,000 rows, lag, and a batch's time by
+phase (Spark's durationMs, from `pinpipe_batch_phase_seconds`). At the end: the means of the first
+5 windows after 2 minutes of warm-up against the last 5, their ratios (goal: flat, i.e. within
+1.2x), each phase's start and end, and the count of records that
 did not land (goal 0). --maintain-every N runs `pinpipe maintain` alongside, as a schedule would
 (off by default: at 1,000 posts/s its Z-order of `pin` loses every commit race to the stream).
 
@@ -50,7 +52,7 @@ MiB = 2**20
 
 
 def scrape(port: int) -> dict[str, float]:
-    """Sums over all label sets of the few series the soak follows."""
+    """Sums over all label sets of the few series the soak follows; batch phases as ``phase:<name>``."""
     wanted = {"pinpipe_batch_duration_seconds_sum", "pinpipe_batch_duration_seconds_count",
               "pinpipe_source_lag_records", "pinpipe_rows_written_total"}
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
@@ -59,6 +61,9 @@ def scrape(port: int) -> dict[str, float]:
         for sample in family.samples:
             if sample.name in wanted:
                 values[sample.name] += sample.value
+            elif sample.name == "pinpipe_batch_phase_seconds_total":
+                key = "phase:" + sample.labels["phase"]
+                values[key] = values.get(key, 0.0) + sample.value
     return values
 
 
@@ -167,12 +172,15 @@ def main() -> None:
                       # Batch time per 1,000 rows: a batch's size follows its predecessor's time, so
                       # per-batch time also moves with the batch size; this does not.
                       "per_krow": 1000 * seconds / written if written else float("nan"),
-                      "lag": now["pinpipe_source_lag_records"]}
+                      "lag": now["pinpipe_source_lag_records"],
+                      "phases": {key[6:]: (now[key] - before.get(key, 0.0)) / batches if batches else float("nan")
+                                 for key in now if key.startswith("phase:")}}
             windows.append(window)
             before = now
             print(f"min {window['minute']:5.1f}: RSS {window['rss'] / MiB:,.0f} MiB (JVM {window['jvm'] / MiB:,.0f}), "
                   f"{batches:.0f} batches, {window['per_batch']:.2f} s/batch, {window['per_krow']:.3f} s per 1,000 rows, "
-                  f"lag {window['lag']:,.0f} records",
+                  f"lag {window['lag']:,.0f} records; per batch: "
+                  + ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in sorted(window["phases"].items())),
                   flush=True)
         emulator.send_signal(signal.SIGINT)
         emulator.wait(60)
@@ -197,12 +205,28 @@ def main() -> None:
                 process.kill()
         local.stop_service("kafka", work / "services")
     missing = not_landed(settings, records)
-    warm = windows[min(2, len(windows) - 1)]  # after the first minutes (JIT, first table files)
-    last = windows[-1]
-    print(f"RSS: {warm['rss'] / MiB:,.0f} MiB at minute {warm['minute']:g} -> {last['rss'] / MiB:,.0f} MiB at "
-          f"minute {last['minute']:g} ({last['rss'] / warm['rss']:.2f}x); per-batch time {warm['per_batch']:.2f} s -> "
-          f"{last['per_batch']:.2f} s ({last['per_batch'] / warm['per_batch']:.2f}x); per 1,000 rows "
-          f"{warm['per_krow']:.3f} s -> {last['per_krow']:.3f} s ({last['per_krow'] / warm['per_krow']:.2f}x) (goal: flat, <= 1.2x)")
+    # Means over windows, not single ones: a batch's size follows its predecessor's time, so single
+    # windows swing. The first 2 minutes are warm-up (JIT, the tables' first files).
+    span = max(1, min(5, (len(windows) - 2) // 2))
+    start, end = windows[2:2 + span] or windows[:1], windows[-span:]
+
+    def mean(group, key):
+        return sum(w[key] for w in group) / len(group)
+
+    def minutes(group):
+        return f"min {group[0]['minute'] - args.every / 60:g}-{group[-1]['minute']:g}"
+
+    def phase_mean(group, phase):
+        return sum(w["phases"].get(phase, 0.0) for w in group) / len(group)
+
+    grown = ", ".join(f"{phase} {phase_mean(start, phase):.2f} -> {phase_mean(end, phase):.2f} s"
+                      for phase in sorted(end[-1]["phases"]))
+    print(f"{minutes(start)} -> {minutes(end)} (means): RSS {mean(start, 'rss') / MiB:,.0f} -> {mean(end, 'rss') / MiB:,.0f} MiB "
+          f"({mean(end, 'rss') / mean(start, 'rss'):.2f}x); per-batch time {mean(start, 'per_batch'):.2f} -> "
+          f"{mean(end, 'per_batch'):.2f} s ({mean(end, 'per_batch') / mean(start, 'per_batch'):.2f}x); per 1,000 rows "
+          f"{mean(start, 'per_krow'):.3f} -> {mean(end, 'per_krow'):.3f} s ({mean(end, 'per_krow') / mean(start, 'per_krow'):.2f}x) "
+          f"(goal: flat, <= 1.2x)")
+    print(f"per batch, by phase: {grown}")
     print(f"{len(records):,} records posted, {missing:,} did not land (goal 0); emulator: "
           + (work / "emulator.log").read_text().strip().splitlines()[-1])
 

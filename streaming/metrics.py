@@ -158,6 +158,10 @@ class PipelineMetrics:
                                "(kept in _rescued_data)", ["query", "table"], **kw())
         self.batch_duration = Histogram("pinpipe_batch_duration_seconds", "Micro-batch wall time", ["query"],
                                         buckets=BATCH_BUCKETS, **kw())
+        self.batch_phase = Counter("pinpipe_batch_phase_seconds",
+                                   "Micro-batch time per phase (Spark's durationMs: latestOffset, queryPlanning, "
+                                   "getBatch, addBatch = the sink, walCommit and commitOffsets = the checkpoint)",
+                                   ["query", "phase"], **kw())
         self.batch_id = Gauge("pinpipe_batch_id", "Id of the last finished micro-batch", ["query"], **kw())
         self.processed_rate = Gauge("pinpipe_processed_rows_per_second", "Rows processed per second in the last batch",
                                     ["query"], **kw())
@@ -330,6 +334,9 @@ class MetricsListener(StreamingQueryListener):
         m.last_progress.labels(query).set(time.time())
         m.batch_id.labels(query).set(progress.batchId)
         m.batch_duration.labels(query).observe(progress.batchDuration / 1000)
+        for phase, millis in (progress.durationMs or {}).items():
+            if phase != "triggerExecution":  # the whole batch, already in batch_duration
+                m.batch_phase.labels(query, phase).inc(millis / 1000)
         m.processed_rate.labels(query).set(_finite(progress.processedRowsPerSecond))
         m.input_rate.labels(query).set(_finite(progress.inputRowsPerSecond))
         for source in progress.sources:

@@ -82,6 +82,12 @@ def build() -> dict:
             target(f"histogram_quantile(0.95, sum by (query, le) "
                    f"(rate(pinpipe_batch_duration_seconds_bucket{{{Q}}}[$__rate_interval])))", "{{query}} p95", "B"),
             target("pinpipe_trigger_interval_seconds", "trigger interval", "C")))
+        .with_panel(timeseries(
+            "Batch time per phase", "s", "Mean seconds per batch in each phase: addBatch is the sink (read, clean, "
+            "commit); latestOffset asks the sources; walCommit and commitOffsets write the checkpoint",
+            target(f"sum by (query, phase) (rate(pinpipe_batch_phase_seconds_total{{{Q}}}[$__rate_interval])) "
+                   f"/ on (query) group_left sum by (query) "
+                   f"(rate(pinpipe_batch_duration_seconds_count{{{Q}}}[$__rate_interval]))", "{{query}} {{phase}}")))
         .with_row(Row("Lag and freshness"))
         .with_panel(timeseries(
             "Lag (records), per source and partition", "short",

@@ -118,10 +118,11 @@ def test_bulk_histogram_exposes_what_prometheus_clients_histogram_would(registry
     assert samples(registry) == samples(reference_registry)
 
 
-def progress(name: str, sources: list[dict], batch_id: int = 4, duration_ms: int = 1500) -> StreamingQueryProgress:
+def progress(name: str, sources: list[dict], batch_id: int = 4, duration_ms: int = 1500,
+             phases_ms: dict | None = None) -> StreamingQueryProgress:
     return StreamingQueryProgress.fromJson({
         "id": str(uuid.uuid4()), "runId": str(uuid.uuid4()), "name": name, "timestamp": "2026-01-01T00:00:00.000Z",
-        "batchId": batch_id, "batchDuration": duration_ms, "durationMs": {}, "eventTime": {}, "stateOperators": [],
+        "batchId": batch_id, "batchDuration": duration_ms, "durationMs": phases_ms or {}, "eventTime": {}, "stateOperators": [],
         "sources": [{"numInputRows": 0, "inputRowsPerSecond": 0.0, "processedRowsPerSecond": 0.0, "metrics": {},
                      **s} for s in sources],
         "sink": {"description": "ForeachBatchSink", "numOutputRows": -1, "metrics": {}},
@@ -150,6 +151,17 @@ def test_listener_reads_kafka_lag_per_partition_and_the_batch_figures(metrics, r
     assert get("pinpipe_batch_duration_seconds_sum", {"query": "kafka"}) == 1.5
     assert get("pinpipe_input_rows_per_second", {"query": "kafka"}) == 120
     assert get("pinpipe_processed_rows_per_second", {"query": "kafka"}) == 0  # NaN from Spark: 0, not NaN
+
+
+def test_listener_adds_up_the_time_of_each_batch_phase(metrics, registry):
+    listener = MetricsListener(metrics)
+    for planning in (100, 300):
+        listener.record_progress(progress("kafka", [], duration_ms=1500, phases_ms={
+            "latestOffset": 20, "queryPlanning": planning, "addBatch": 1000, "walCommit": 40, "triggerExecution": 1500}))
+    get = registry.get_sample_value
+    assert get("pinpipe_batch_phase_seconds_total", {"query": "kafka", "phase": "queryPlanning"}) == 0.4
+    assert get("pinpipe_batch_phase_seconds_total", {"query": "kafka", "phase": "addBatch"}) == 2.0
+    assert get("pinpipe_batch_phase_seconds_total", {"query": "kafka", "phase": "triggerExecution"}) is None
 
 
 def test_listener_reads_kinesis_millis_behind_latest_per_shard(metrics, registry):
