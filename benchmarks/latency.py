@@ -27,7 +27,6 @@ the first batches' start-up costs are not counted.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import sys
@@ -36,6 +35,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
+from itertools import islice
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -44,11 +44,12 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from emulator.generator import Dirt, generate  # noqa: E402
-from emulator.kafka_target import emulator_producer, ensure_topics, partition_for  # noqa: E402
+from emulator.cli import paced  # noqa: E402
+from emulator.kafka_target import ensure_topics, produce  # noqa: E402
 from pinpipe import local  # noqa: E402
 from pinpipe.settings import Settings  # noqa: E402
 from pinpipe.spark import build_spark_session  # noqa: E402
-from schemas.contracts import KINDS, TABLES  # noqa: E402
+from schemas.contracts import TABLES  # noqa: E402
 from streaming.delta_sink import DeltaRsSink, table_rows  # noqa: E402
 from pinpipe.pipeline import kafka_options, read_source  # noqa: E402
 from pinpipe.wiring import topics  # noqa: E402
@@ -99,53 +100,24 @@ class TimedSink(DeltaRsSink):
 
 def post_records(settings: Settings, rate: float, seconds: float, first_ind: int,
                  linger_ms: int | None = 20) -> tuple[int, dict[Coordinate, float]]:
-    """The emulator's side, run in a process of its own: produce at ``rate`` records/s for ``seconds``;
-    return how many were sent and each one's post time by coordinate.
+    """The emulator's side, run in a process of its own: produce at ``rate`` records/s for ``seconds``
+    with the emulator's own producer; return how many were sent and each one's post time by coordinate.
 
     ``linger_ms``: batched sends as the emulator's bulk mode makes them on tansu (a partition's newest
     record held back until the next one comes, the last ones sent alone, so the broker's high
     watermark stays exact). None: one message per batch, which costs tansu a scan of the
     partition's stored batches for every record a consumer fetches.
     """
-    one_per_batch = linger_ms is None
-    producer = emulator_producer(settings.kafka_config(), one_message_per_batch=one_per_batch, linger_ms=linger_ms or 0)
-    counts = ensure_topics(settings.kafka_config(), topics(settings).values(), partitions=2)
     posted: dict[Coordinate, float] = {}
-    held_back: dict[tuple[str, int], tuple[bytes, bytes, float]] = {}
-    sent = 0
-    started = time.perf_counter()
 
-    def delivered(posted_at: float):
-        def callback(error, message) -> None:
-            if error is None:
-                posted[(message.topic(), message.partition(), message.offset())] = posted_at
-        return callback
+    def delivered(message, posted_at: float) -> None:
+        posted[(message.topic(), message.partition(), message.offset())] = posted_at
 
-    for kind, record in generate(None, seed=first_ind, dirt=Dirt(), first_ind=first_ind):
-        due = started + sent / rate
-        if due > started + seconds:
-            break
-        delay = due - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        topic = settings.topic(kind)
-        key = str(record.get("ind", record.get("index", ""))).encode()
-        item = (key, json.dumps(record).encode(), time.time())  # posted now, whenever it is sent
-        partition = partition_for(key, counts[topic])
-        sent += 1
-        if not one_per_batch:
-            item, held_back[(topic, partition)] = held_back.get((topic, partition)), item
-            if item is None:
-                continue
-        key, value, posted_at = item
-        producer.produce(topic, value=value, key=key, partition=partition, on_delivery=delivered(posted_at))
-        producer.poll(0)
-    assert producer.flush(60) == 0, "records left undelivered"
-    last = emulator_producer(settings.kafka_config(), one_message_per_batch=True)
-    for (topic, partition), (key, value, posted_at) in held_back.items():
-        last.produce(topic, value=value, key=key, partition=partition, on_delivery=delivered(posted_at))
-        assert last.flush(60) == 0, "records left undelivered"  # each in a batch of its own
-    return sent, posted
+    records = islice(generate(None, seed=first_ind, dirt=Dirt(), first_ind=first_ind), int(rate * seconds))
+    summary = produce(paced(records, rate), client_config=settings.kafka_config(), topics=topics(settings),
+                      partitions=2, bulk=linger_ms is not None, one_message_per_batch=True, linger_ms=linger_ms,
+                      progress=False, on_delivered=delivered)
+    return summary.sent, posted
 
 
 def wait_committed(clock: Clock, since: float, timeout: float = 120) -> None:

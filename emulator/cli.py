@@ -31,6 +31,7 @@ class EmulateOptions:
     misrouted_rate: float = 0.002
     repeat_window: int = 10_000        # posts kept for repeats: memory bound of an endless stream
     bulk: bool = False                 # kafka: batched sends (see emulator.kafka_target.produce)
+    linger_ms: int | None = None       # kafka: the producer's batching wait (None: 100 in bulk, else 5)
     aggregate: bool = False            # kinesis, batch: KPL aggregation
     partition_key: Literal["ind", "kind"] = "ind"
     api_url: str | None = None
@@ -129,7 +130,7 @@ def _send(target, options: EmulateOptions, messages, total, kafka_config, topics
         if not kafka_config:
             raise ValueError("target kafka needs the broker's client config (bootstrap.servers)")
         return produce(messages, client_config=kafka_config, topics=topics, partitions=options.partitions,
-                       bulk=options.bulk, one_message_per_batch=kafka_one_message_per_batch,
+                       bulk=options.bulk, one_message_per_batch=kafka_one_message_per_batch, linger_ms=options.linger_ms,
                        total=total, progress=options.progress, strict=False)
     from emulator.kinesis_target import produce
 

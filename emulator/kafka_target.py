@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 import zlib
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from tqdm import tqdm
 
@@ -47,8 +48,9 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 
 def produce(messages: Iterable[tuple[str, dict]], *, client_config: dict[str, str], topics: Mapping[str, str],
-            partitions: int = 2, bulk: bool = False, one_message_per_batch: bool = False,
-            total: int | None = None, progress: bool = True, strict: bool = True) -> Summary:
+            partitions: int = 2, bulk: bool = False, one_message_per_batch: bool = False, linger_ms: int | None = None,
+            total: int | None = None, progress: bool = True, strict: bool = True,
+            on_delivered: Callable[[Message, float], None] | None = None) -> Summary:
     """Produce (kind, record) messages to ``topics[kind]``, keyed by ``ind``; return what was delivered.
 
     On a broker that reports the high watermark as the last batch's base offset + 1 (tansu), a
@@ -57,41 +59,49 @@ def produce(messages: Iterable[tuple[str, dict]], *, client_config: dict[str, st
     partition in a batch of its own, which makes the watermark exact again (in a paced stream, each
     partition's newest record waits for the next one, or for the end). librdkafka retries
     failed sends itself (idempotent producer). ``strict``: raise RecordsLost if any was lost.
+    ``linger_ms``: the producer's batching wait (default 100 in bulk, else 5). ``on_delivered(message,
+    posted_at)``: called for each delivered record with the time.time() at which ``messages`` gave it
+    (a held-back record's wait counts).
     """
     counts = ensure_topics(client_config, topics.values(), partitions)
     summary = Summary()
 
-    def on_delivery(error, message):
-        if error is None:
-            summary.sent += 1
-        else:
-            summary.error(f"{message.topic()}: {error}")
+    def delivery(posted_at: float):
+        def on_delivery(error, message):
+            if error is None:
+                summary.sent += 1
+                if on_delivered is not None:
+                    on_delivered(message, posted_at)
+            else:
+                summary.error(f"{message.topic()}: {error}")
+        return on_delivery
 
     one_per_batch = one_message_per_batch and not bulk
-    # Bulk: fewer, larger batches. A broker that keeps a batch per object and scans them (tansu's
-    # memory and s3 engines) slows with every batch it holds; 100 ms is ~10 batches/s per partition.
-    producer = emulator_producer(client_config, one_per_batch, linger_ms=100 if bulk else 5)
-    held_back: dict[tuple[str, int], tuple[bytes, bytes]] = {}
+    if linger_ms is None:
+        # Bulk: fewer, larger batches. A broker that keeps a batch per object and scans them (tansu's
+        # memory and s3 engines) slows with every batch it holds; 100 ms is ~10 batches/s per partition.
+        linger_ms = 100 if bulk else 5
+    producer = emulator_producer(client_config, one_per_batch, linger_ms=linger_ms)
+    held_back: dict[tuple[str, int], tuple[bytes, bytes, float]] = {}
     with tqdm(total=total, unit="rec", disable=not progress, desc="emulate -> kafka") as bar:
         for kind, record in messages:
             topic = topics[kind]
             ind = record.get("ind", record.get("index"))
             key = str(ind).encode()
-            value = json.dumps(record, default=str).encode()
+            item = (key, json.dumps(record, default=str).encode(), time.time())
             partition = partition_for(key, counts[topic])
             if bulk and one_message_per_batch:
-                previous = held_back.get((topic, partition))
-                held_back[(topic, partition)] = (key, value)
-                if previous is None:
+                item, held_back[(topic, partition)] = held_back.get((topic, partition)), item
+                if item is None:
                     continue
-                key, value = previous
-            _send(producer, topic, partition, key, value, on_delivery)
+            key, value, posted_at = item
+            _send(producer, topic, partition, key, value, delivery(posted_at))
             bar.update(1)
         producer.flush()
         if held_back:
             last = emulator_producer(client_config, one_message_per_batch=True)
-            for (topic, partition), (key, value) in held_back.items():
-                _send(last, topic, partition, key, value, on_delivery)
+            for (topic, partition), (key, value, posted_at) in held_back.items():
+                _send(last, topic, partition, key, value, delivery(posted_at))
                 last.flush()  # each in a produce request, and so a batch, of its own
                 bar.update(1)
     return summary.raise_if_lost("Kafka") if strict else summary

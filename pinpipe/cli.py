@@ -72,6 +72,7 @@ def emulate(
     partitions: Annotated[int, typer.Option(min=1, help="Partitions (Kafka) / shards (Kinesis) of what it creates")] = 2,
     misrouted_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of posts whose user record goes astray")] = 0.002,
     bulk: Annotated[bool, typer.Option(help="Kafka: batch sends (bulk loads; in a stream, tansu's cost per record stays flat)")] = False,
+    linger_ms: Annotated[int | None, typer.Option(min=0, help="Kafka: how long the producer waits to fill a batch (default: 100 with --bulk, else 5)")] = None,
     aggregate: Annotated[bool, typer.Option(help="Kinesis: pack records KPL-style (aws-kinesis-agg)")] = False,
     partition_key: Annotated[str, typer.Option(help="Kinesis partition key: ind (spread, per-post order) or kind (the seed's)")] = "ind",
     api_url: Annotated[str | None, typer.Option(help="api: base URL (e.g. http://127.0.0.1:8080 or an API Gateway invoke URL with its stage)")] = None,
@@ -91,7 +92,7 @@ def emulate(
         options = EmulateOptions(
             mode=_parse_list(mode, ("batch", "stream"), "mode")[0], targets=_parse_list(target, ("api", "kafka", "kinesis"), "target"),
             posts=records, rate=rate, seed=seed, partitions=partitions, misrouted_rate=misrouted_rate, bulk=bulk,
-            aggregate=aggregate, partition_key=_parse_list(partition_key, ("ind", "kind"), "partition key")[0],
+            linger_ms=linger_ms, aggregate=aggregate, partition_key=_parse_list(partition_key, ("ind", "kind"), "partition key")[0],
             api_url=api_url, api_key=api_key, api_contract=_parse_list(api_contract, ("auto", "kafka", "kinesis"), "contract")[0],
             batch_size=batch_size, attempts=attempts, progress=progress, echo=typer.echo)
     except ValueError as error:

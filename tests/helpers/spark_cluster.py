@@ -150,12 +150,12 @@ def start_cluster(base: Path, workers: int = 2, cores: int = 1, memory: str = "1
         for index in range(workers):
             home = base / f"worker-{index}"
             spark_home = home / "spark"
-            (home / "local").mkdir(parents=True, exist_ok=True)
             if not spark_home.exists():
                 # Its own Spark distribution outside the repository (hard links: cheap, same bytes).
                 subprocess.run(["cp", "-al", str(SPARK_HOME), str(spark_home)], check=True)
             (home / "work").mkdir(parents=True, exist_ok=True)
             worker = Worker(index, spark_home, home / "work", home / "worker.log")
+            worker.local_dir.mkdir(exist_ok=True)
             cluster.workers.append(worker)
             cluster.start_worker(worker, cores, memory)
         cluster.wait_for_workers(workers)

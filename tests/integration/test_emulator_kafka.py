@@ -3,17 +3,21 @@ offset of the last record batch + 1: what the emulator sends must all be readabl
 
 from __future__ import annotations
 
+import time
 import uuid
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 import emulator.kafka_target as kafka_target
 from emulator.cli import EmulateOptions, emulate
+from emulator.generator import generate
 
 KINDS = ("pin", "geo", "user")
 
 
-def test_a_paced_bulk_stream_sends_batched_and_every_record_is_readable(kafka_broker, monkeypatch):
+@pytest.mark.parametrize("linger_ms, used", [(None, 100), (400, 400)])
+def test_a_paced_bulk_stream_sends_batched_and_every_record_is_readable(kafka_broker, monkeypatch, linger_ms, used):
     made = []  # each producer the emulator makes: (one message per batch?, linger)
     real = kafka_target.emulator_producer
 
@@ -25,8 +29,8 @@ def test_a_paced_bulk_stream_sends_batched_and_every_record_is_readable(kafka_br
     prefix = f"emu-{uuid.uuid4().hex[:6]}"
     topics = {kind: f"{prefix}.{kind}" for kind in KINDS}
     lines: list[str] = []
-    options = EmulateOptions(mode="stream", targets=("kafka",), posts=400, rate=2000, bulk=True, progress=False,
-                             echo=lines.append)
+    options = EmulateOptions(mode="stream", targets=("kafka",), posts=400, rate=2000, bulk=True, linger_ms=linger_ms,
+                             progress=False, echo=lines.append)
 
     assert emulate(options, kafka_config={"bootstrap.servers": kafka_broker}, topics=topics, streams={},
                    kafka_one_message_per_batch=True) == 0
@@ -39,6 +43,19 @@ def test_a_paced_bulk_stream_sends_batched_and_every_record_is_readable(kafka_br
         consumer.close()
     # The stream's records went batched (one message per batch would cost tansu a scan of the
     # partition's batches per record fetched), then each partition's last one alone ...
-    assert made == [(False, 100), (True, 5)]
+    assert made == [(False, used), (True, 5)]
     # ... so the watermark counts every record: 400 posts are 1,200 records.
     assert visible == 1200, lines
+
+
+def test_each_delivered_record_is_reported_with_the_time_it_was_posted(kafka_broker):
+    topics = {kind: f"emu-{uuid.uuid4().hex[:6]}.{kind}" for kind in KINDS}
+    delivered = {}
+    started = time.time()
+    summary = kafka_target.produce(
+        generate(100, seed=3), client_config={"bootstrap.servers": kafka_broker}, topics=topics, bulk=True,
+        one_message_per_batch=True, progress=False,
+        on_delivered=lambda message, posted_at: delivered.update(
+            {(message.topic(), message.partition(), message.offset()): posted_at}))
+    assert summary.sent == len(delivered) == 300  # each record once, by its coordinates
+    assert all(started <= posted_at <= time.time() for posted_at in delivered.values())
