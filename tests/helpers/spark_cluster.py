@@ -150,6 +150,7 @@ def start_cluster(base: Path, workers: int = 2, cores: int = 1, memory: str = "1
         for index in range(workers):
             home = base / f"worker-{index}"
             spark_home = home / "spark"
+            home.mkdir(parents=True, exist_ok=True)
             if not spark_home.exists():
                 # Its own Spark distribution outside the repository (hard links: cheap, same bytes).
                 subprocess.run(["cp", "-al", str(SPARK_HOME), str(spark_home)], check=True)
