@@ -8,7 +8,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := deploy/local/node_modules/.installed
 DEMO_POSTS ?= 5000
 
-.PHONY: install system-packages airflow-venv package demo test test-unit bench clean
+.PHONY: install jars system-packages airflow-venv package demo test test-unit bench clean
 
 $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,19 @@ $(AIRFLOW_STAMP): deploy/airflow/requirements.txt
 
 airflow-venv: $(AIRFLOW_STAMP)
 
-install: $(PY_STAMP) $(NODE_STAMP)
+# JVM packages from Maven Central at the versions pinned in deploy/jvm/*/pom.xml: Spark's Kafka source
+# (and what the job adds to pyspark) and the Apache Kafka broker of the local services.
+JARS_DIR := .pinpipe/jars
+JARS_STAMP := $(JARS_DIR)/.installed
+$(JARS_STAMP): $(wildcard deploy/jvm/*/pom.xml)
+	rm -rf $(JARS_DIR)
+	set -e; for pom in deploy/jvm/*/pom.xml; do name=$$(basename $$(dirname $$pom)); \
+	  mvn -q -B -f $$pom dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(JARS_DIR)/$$name; done
+	touch $@
+
+jars: $(JARS_STAMP)
+
+install: $(PY_STAMP) $(NODE_STAMP) $(JARS_STAMP)
 
 # Debian packages the tests use for real: Prometheus + promtool (metrics, alerts) and Chromium (the
 # report's page test). Installed only where missing; needs root (as in CI).
