@@ -42,10 +42,10 @@ case "$runner" in
     case "$master" in
       local*)
         export PYSPARK_PYTHON="$venv/bin/python" PYSPARK_DRIVER_PYTHON="$venv/bin/python"
-        java_options="$(PYTHONPATH="$here" "$venv/bin/python" -c 'from pinpipe.spark import DRIVER_JAVA_OPTIONS as o; print(o)')"
+        # The job's JVM packages (make install resolved them), the driver's JVM options, redaction.
+        readarray -t job_options < <(PYTHONPATH="$here" "$venv/bin/python" -m pinpipe.deploy local-options)
         exec "$SPARK_HOME/bin/spark-submit" --master "$master" \
-          --driver-memory "${PINPIPE_DRIVER_MEMORY:-4g}" --conf spark.sql.session.timeZone=UTC \
-          --conf "spark.driver.extraJavaOptions=$java_options" \
+          --driver-memory "${PINPIPE_DRIVER_MEMORY:-4g}" "${job_options[@]}" \
           ${SPARK_SUBMIT_OPTS_EXTRA:-} "$here/pinpipe/spark_entry.py" "$command" "$@"
         ;;
       *)

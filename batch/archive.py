@@ -120,14 +120,27 @@ def _one_line(value: bytes) -> bytes:
     return value.replace(b"\r", b"\\r").replace(b"\n", b"\\n") if b"\n" in value or b"\r" in value else value
 
 
+WRITTEN_SCHEMA = "records long, objects long"  # what one task wrote for one topic-partition
+
+
 def archive_writer(location: ArchiveLocation, max_records: int, max_bytes: int) -> Callable:
     """A ``foreachBatch`` function: a micro-batch of Kafka source rows -> archive objects.
 
-    What MSK Connect's S3 sink does, for deployments without it.
+    What MSK Connect's S3 sink does, for deployments without it. The executors write: each task
+    gets all of one topic-partition's records of the batch (so a replayed batch cuts the same
+    objects under the same keys) and writes them; only a count per topic-partition reaches the driver.
     """
-    def write(batch, batch_id: int) -> None:
-        records = batch.select("topic", "partition", "offset", "value").toArrow()
+    def write_group(records: pa.Table) -> pa.Table:
         keys = write_records(location, records, max_records, max_bytes)
-        log.info("archive batch %d: %d records in %d objects", batch_id, records.num_rows, len(keys))
+        return pa.table({"records": [records.num_rows], "objects": [len(keys)]}, schema=pa.schema(
+            [("records", pa.int64()), ("objects", pa.int64())]))
+
+    def write(batch, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        written = (batch.select("topic", "partition", "offset", "value")
+                   .groupBy("topic", "partition").applyInArrow(write_group, WRITTEN_SCHEMA)
+                   .agg(F.sum("records"), F.sum("objects")).collect()[0])
+        log.info("archive batch %d: %s records in %s objects", batch_id, written[0] or 0, written[1] or 0)
 
     return write

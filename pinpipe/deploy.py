@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from pinpipe.spark import DRIVER_JAVA_OPTIONS
+from pinpipe.jvm import spark_jars, spark_packages
+from pinpipe.spark import DRIVER_JAVA_OPTIONS, spark_confs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SOURCE_PACKAGES = ("pinpipe", "schemas", "streaming", "batch", "emulator")
@@ -214,13 +215,26 @@ def settings_confs(plain: Mapping[str, str]) -> list[str]:
     return options
 
 
+def jvm_package_args(local_jars: bool) -> list[str]:
+    """The job's JVM packages: the files ``make install`` resolved (``--jars``, shipped from here),
+    or their Maven coordinates for a cluster that resolves them itself (``--packages``, EMR)."""
+    return ["--jars", ",".join(spark_jars())] if local_jars else ["--packages", ",".join(spark_packages())]
+
+
+def job_options(local_jars: bool) -> list[str]:
+    """What every spark-submit of the job carries: the driver's JVM options, its JVM packages, its confs."""
+    options = ["--conf", f"spark.driver.extraJavaOptions={DRIVER_JAVA_OPTIONS}", *jvm_package_args(local_jars)]
+    for key, value in spark_confs().items():
+        options += ["--conf", f"{key}={value}"]
+    return options
+
+
 def spark_submit_args(command: str, args: list[str], env_archive: str, entry: str, master: str = "yarn",
                       cluster_mode: bool = True, plain_settings: Mapping[str, str] | None = None,
-                      extra: list[str] = ()) -> list[str]:
+                      extra: list[str] = (), local_jars: bool = False) -> list[str]:
     """The spark-submit command line of a run on a cluster (without the binary)."""
     options = ["--master", master, "--deploy-mode", "cluster" if cluster_mode else "client",
-               "--name", f"pinpipe-{command}", "--conf", "spark.sql.session.timeZone=UTC",
-               "--conf", f"spark.driver.extraJavaOptions={DRIVER_JAVA_OPTIONS}"]
+               "--name", f"pinpipe-{command}", *job_options(local_jars)]
     options += cluster_python_confs(env_archive, cluster_mode)
     if cluster_mode and plain_settings:
         options += settings_confs(plain_settings)
@@ -293,7 +307,8 @@ def submit_to_cluster(command: str, args: list[str], master: str, deploy_mode: s
         settings_conf = []
     argv = [spark_submit, *spark_submit_args(command, args, str(package.environment), str(package.entry),
                                              master=master, cluster_mode=deploy_mode == "cluster",
-                                             plain_settings=plain, extra=[*settings_conf, *extra])]
+                                             plain_settings=plain, extra=[*settings_conf, *extra],
+                                             local_jars=True)]
     print(f"pinpipe deploy: {shlex.join(argv)}  (in {cwd})", file=sys.stderr, flush=True)
     if execute:
         os.chdir(cwd)
@@ -333,7 +348,8 @@ def emr_serverless_job_run(command: str, args: list[str], code_uri: str, applica
         "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON": CLUSTER_PYTHON,
         "spark.emr-serverless.driverEnv.PYSPARK_PYTHON": CLUSTER_PYTHON,
         "spark.executorEnv.PYSPARK_PYTHON": CLUSTER_PYTHON,
-        "spark.sql.session.timeZone": "UTC",
+        "spark.jars.packages": ",".join(spark_packages()),
+        **spark_confs(),
     }
     for name, value in plain.items():
         # sparkSubmitParameters is split on whitespace, without shell quoting.
@@ -401,12 +417,14 @@ def databricks_run(command: str, args: list[str], wheel_uri: str, env: Mapping[s
             "task_key": f"pinpipe_{command}",
             "python_wheel_task": {"package_name": "pinpipe", "entry_point": "pinpipe",
                                   "parameters": [command, *args]},
-            "libraries": [{"whl": wheel_uri}],
+            # Databricks has Spark's Kafka source built in; the rest of the job's JVM packages come from Maven.
+            "libraries": [{"whl": wheel_uri}, *({"maven": {"coordinates": package}} for package in spark_packages()
+                                                if "spark-sql-kafka" not in package)],
             "new_cluster": {
                 "spark_version": spark_version,
                 "node_type_id": node_type_id,
                 "num_workers": num_workers,
-                "spark_conf": {"spark.sql.session.timeZone": "UTC"},
+                "spark_conf": spark_confs(),
                 "spark_env_vars": databricks_env_vars(env, secret_scope),
             },
         }],
@@ -432,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     submit.add_argument("--spark-submit", default="spark-submit", help="the spark-submit binary")
     submit.add_argument("command", choices=("stream", "batch"))
     submit.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("local-options", help="spark-submit options of a local run, one per line (spark-submit.sh)")
     for name in ("emr-step", "emr-serverless", "databricks"):
         spec = sub.add_parser(name, help=f"print the {name} spec of a run (JSON); --submit sends it")
         spec.add_argument("command", choices=("stream", "batch"))
@@ -446,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"unpacked for a client-mode driver: {unpacked_environment(package)}", file=sys.stderr)
             if options.print:
                 print(getattr(package, options.print))
+            return 0
+        if options.what == "local-options":
+            print("\n".join(job_options(local_jars=True)))
             return 0
         args = [a for a in options.args if a != "--"]
         if options.what == "spark-submit":

@@ -32,13 +32,7 @@ SOURCES = ("kafka", "kinesis")
 
 
 def kafka_options(settings: Settings) -> dict[str, str | None]:
-    return {
-        "subscribe": ",".join(settings.topics), "startingOffsets": settings.starting_offsets,
-        "maxOffsetsPerTrigger": settings.max_offsets_per_trigger,
-        "failOnDataLoss": str(settings.fail_on_data_loss).lower(),
-        "maxPartitions": settings.kafka.max_partitions or None,
-        **{f"kafka.{key}": value for key, value in settings.kafka_config().items()},
-    }
+    return settings.kafka_source_options()
 
 
 def kinesis_options(settings: Settings) -> dict[str, str | None]:
@@ -66,18 +60,10 @@ def archive_options(settings: Settings) -> dict[str, str | None]:
             "maxFilesPerTrigger": settings.max_files_per_trigger, "maxBytesPerTrigger": settings.max_bytes_per_trigger}
 
 
-def default_parallelism(spark: SparkSession) -> int | None:
-    try:
-        return spark.sparkContext.defaultParallelism
-    except Exception:  # noqa: BLE001 - Spark Connect has no SparkContext: one task per topic-partition
-        return None
-
-
 def read_source(spark: SparkSession, source: str, options: dict[str, object | None]) -> DataFrame:
-    """A streaming DataFrame of one of the project's data sources, with the options that are set."""
-    if source == "kafka" and not options.get("maxPartitions"):
-        options = {**options, "maxPartitions": default_parallelism(spark)}
-    return spark.readStream.format(f"pinpipe-{source}").options(**set_options(options)).load()
+    """A streaming DataFrame of a source system: Spark's own Kafka source, the project's Kinesis source."""
+    source_format = "kafka" if source == "kafka" else f"pinpipe-{source}"
+    return spark.readStream.format(source_format).options(**set_options(options)).load()
 
 
 ENVELOPES: dict[str, tuple[Callable[[Settings], dict], Callable[[DataFrame], DataFrame]]] = {
@@ -99,7 +85,8 @@ def start_source_query(spark: SparkSession, settings: Settings, source: str, ava
     """The table query of one source system: its records -> cleaning -> the Delta tables."""
     options, envelope = ENVELOPES[source]
     checkpoint = settings.checkpoint_path(source)
-    pinned = {INITIAL_OFFSETS: initial_offsets_path(checkpoint, source)}
+    # Spark's Kafka source keeps its initial offsets in the checkpoint itself; Kinesis' are pinned for it.
+    pinned = {INITIAL_OFFSETS: initial_offsets_path(checkpoint, source)} if source == "kinesis" else {}
     return start_table_query(envelope(read_source(spark, source, {**options(settings), **pinned})), source,
                              checkpoint, sink_factory(spark, settings)(source), trigger(settings, available_now))
 
@@ -108,8 +95,7 @@ def start_archive_query(spark: SparkSession, settings: Settings, available_now: 
     """Kafka -> the raw archive, with its own checkpoint."""
     write = archive_writer(archive_location(settings), settings.archive_max_records, settings.archive_max_bytes)
     checkpoint = settings.checkpoint_path("archive")
-    options = {**kafka_options(settings), INITIAL_OFFSETS: initial_offsets_path(checkpoint, "kafka")}
-    return start_query(read_source(spark, "kafka", options), "archive", checkpoint, write,
+    return start_query(read_source(spark, "kafka", kafka_options(settings)), "archive", checkpoint, write,
                        trigger(settings, available_now))
 
 

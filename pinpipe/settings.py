@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.config import ApiSettings
-from streaming.kafka_auth import KafkaAuthSettings, auth_client_config
+from streaming.kafka_auth import KafkaAuthSettings, auth_client_config, java_client_config
 from streaming.maintenance import MaintenanceSettings
 from streaming.metrics import MetricsSettings
 from streaming.supervisor import RestartPolicy
@@ -32,7 +32,8 @@ LOCAL_ENV_FILE = LOCAL_STATE_DIR / "services.env"
 
 class KafkaSettings(BaseModel):
     bootstrap_servers: str | None = None
-    # Extra librdkafka settings for consumers and producers (security.protocol, sasl.*, ...).
+    # Extra librdkafka settings for the Python clients (emulator, ingest API, metrics); the Spark job's
+    # client takes Java settings through source_options ("kafka.<setting>").
     client_config: dict[str, str] = Field(default_factory=dict)
     # tansu reports the high watermark as the base offset of the last batch + 1, so producers of
     # the local profile send one message per batch. Harmless (only slower) on a real broker.
@@ -40,9 +41,9 @@ class KafkaSettings(BaseModel):
     # Opt-in: commit each processed batch's end offsets to this consumer group after its Delta commit,
     # so lag tools (Burrow, kafka-lag-exporter) see the job (Spark's Kafka source never commits).
     commit_group: str | None = None
-    # At most this many Spark tasks read a micro-batch; small topic-partition ranges are packed
-    # together, one consumer per task. 0: the session's default parallelism (its cores).
-    max_partitions: int = Field(default=0, ge=0)
+    # More options for Spark's Kafka source, as Spark documents them (e.g. {"minPartitions": "8",
+    # "kafka.fetch.max.bytes": "52428800"}); they override what the settings derive.
+    source_options: dict[str, str] = Field(default_factory=dict)
     # How clients authenticate (PINPIPE_KAFKA__AUTH__MECHANISM=sasl_scram|tls|msk_iam|...): see streaming.kafka_auth.
     auth: KafkaAuthSettings = Field(default_factory=KafkaAuthSettings)
 
@@ -158,6 +159,19 @@ class Settings(BaseSettings):
             )
         return {"bootstrap.servers": self.kafka.bootstrap_servers, **auth_client_config(self.kafka.auth),
                 **self.kafka.client_config}
+
+
+    def kafka_source_options(self) -> dict[str, str]:
+        """The options of Spark's Kafka source (``format("kafka")``) for the deployment's topics."""
+        self.kafka_config()  # the same clear error when no broker is set
+        client = {"bootstrap.servers": self.kafka.bootstrap_servers, **java_client_config(self.kafka.auth)}
+        return {
+            "subscribe": ",".join(self.topics), "startingOffsets": self.starting_offsets,
+            "maxOffsetsPerTrigger": str(self.max_offsets_per_trigger),
+            "failOnDataLoss": str(self.fail_on_data_loss).lower(),
+            **{f"kafka.{key}": value for key, value in client.items()},
+            **self.kafka.source_options,
+        }
 
 
 class SettingsError(PinpipeError, ValueError):

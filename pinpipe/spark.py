@@ -15,6 +15,18 @@ from pyspark.sql import SparkSession
 # make them ordinary young objects. Every launcher (spark-submit.sh, pinpipe.deploy) passes these.
 DRIVER_JAVA_OPTIONS = "-Duser.timezone=UTC -XX:G1HeapRegionSize=32m"
 
+# Spark hides the values of settings whose key or value matches these (environment page, logs, plan
+# strings): its defaults, plus the Kafka client's JAAS line (it carries the SASL password) and an
+# inline TLS key. Every launcher passes them (spark_confs()).
+REDACTION_REGEX = r"(?i)secret|password|token|access[.]?key|jaas|keystore[.]key"
+OPTIONS_REDACTION_REGEX = r"(?i)url|secret|password|token|jaas|keystore[.]key"
+
+
+def spark_confs() -> dict[str, str]:
+    """Settings every session of the job gets, whoever launches it."""
+    return {"spark.sql.session.timeZone": "UTC", "spark.redaction.regex": REDACTION_REGEX,
+            "spark.sql.redaction.options.regex": OPTIONS_REDACTION_REGEX}
+
 
 def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shuffle_partitions: int = 2,
                         ui: bool = False, driver_memory: str = "4g") -> SparkSession:
@@ -25,7 +37,11 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
     builder = SparkSession.builder
     # Under spark-submit (or on Databricks) the launcher already chose the master: keep it.
     if not launched_by_spark():
-        builder = builder.master(with_task_retries(master))
+        from pinpipe.jvm import spark_jars
+
+        builder = builder.master(with_task_retries(master)).config("spark.jars", ",".join(spark_jars()))
+    for key, value in spark_confs().items():
+        builder = builder.config(key, value)
     builder = (
         builder.appName(app_name)
         .config("spark.ui.enabled", str(ui).lower())
@@ -33,7 +49,6 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
         # Local mode runs every task in the driver's JVM; Spark's 1g default starves the writers.
         # (Only applies when this call starts the JVM; spark-submit sets it with --driver-memory.)
         .config("spark.driver.memory", driver_memory)
-        .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
@@ -67,10 +82,9 @@ def launched_by_spark() -> bool:
 
 
 def register_data_sources(spark: SparkSession) -> None:
-    """pinpipe-kafka, pinpipe-kinesis and pinpipe-archive, for ``spark.readStream.format(...)``."""
+    """pinpipe-kinesis and pinpipe-archive, for ``spark.readStream.format(...)`` (Kafka is Spark's own)."""
     from batch.archive_source import ArchiveDataSource
-    from streaming.kafka_source import KafkaDataSource
     from streaming.kinesis import KinesisDataSource
 
-    for source in (KafkaDataSource, KinesisDataSource, ArchiveDataSource):
+    for source in (KinesisDataSource, ArchiveDataSource):
         spark.dataSource.register(source)

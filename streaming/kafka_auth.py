@@ -86,6 +86,58 @@ def auth_client_config(auth: KafkaAuthSettings) -> dict[str, str]:
     return config
 
 
+SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
+PLAIN_LOGIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
+MSK_IAM_LOGIN = "software.amazon.msk.auth.iam.IAMLoginModule"
+MSK_IAM_CALLBACK = "software.amazon.msk.auth.iam.IAMClientCallbackHandler"
+
+
+def _jaas_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _read_pem(path: str) -> str:
+    with open(path, encoding="ascii") as pem:
+        return pem.read()
+
+
+def java_client_config(auth: KafkaAuthSettings) -> dict[str, str]:
+    """The settings as Java Kafka client settings (what Spark's Kafka source takes after ``kafka.``).
+
+    PEM files are read here, on the driver, and travel inline (``ssl.truststore.certificates``,
+    ``ssl.keystore.certificate.chain`` / ``ssl.keystore.key``): the executors need no copy of them
+    on their disks. Spark redacts the secrets among them (see ``pinpipe.spark.REDACTION_REGEX``).
+    """
+    config: dict[str, str] = {}
+    if auth.mechanism == "none":
+        return config
+    if auth.ca_location:
+        config.update({"ssl.truststore.type": "PEM", "ssl.truststore.certificates": _read_pem(auth.ca_location)})
+    if auth.cert_location:
+        config.update({"ssl.keystore.type": "PEM", "ssl.keystore.certificate.chain": _read_pem(auth.cert_location),
+                       "ssl.keystore.key": _read_pem(auth.key_location)})
+        if auth.key_password:
+            config["ssl.key.password"] = auth.key_password.get_secret_value()
+    if auth.mechanism == "tls":
+        config["security.protocol"] = "SSL"
+        return config
+    config["security.protocol"] = "SASL_SSL" if auth.tls else "SASL_PLAINTEXT"
+    if auth.mechanism == "msk_iam":
+        login = [MSK_IAM_LOGIN, "required"]
+        if auth.aws_profile:
+            login.append(f"awsProfileName={_jaas_quote(auth.aws_profile)}")
+        if auth.role_arn:
+            login += [f"awsRoleArn={_jaas_quote(auth.role_arn)}", f"awsStsRegion={_jaas_quote(auth.region)}"]
+        config.update({"sasl.mechanism": "AWS_MSK_IAM", "sasl.jaas.config": " ".join(login) + ";",
+                       "sasl.client.callback.handler.class": MSK_IAM_CALLBACK})
+        return config
+    module = PLAIN_LOGIN if auth.mechanism == "sasl_plain" else SCRAM_LOGIN
+    config["sasl.mechanism"] = "PLAIN" if auth.mechanism == "sasl_plain" else f"SCRAM-{auth.scram_algorithm}"
+    config["sasl.jaas.config"] = (f"{module} required username={_jaas_quote(auth.sasl_username)} "
+                                  f"password={_jaas_quote(auth.sasl_password.get_secret_value())};")
+    return config
+
+
 def build_client_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """A confluent-kafka config from string settings: markers removed, MSK IAM's ``oauth_cb`` added."""
     built = {k: v for k, v in config.items() if not k.startswith(MARKER_PREFIX)}
@@ -180,4 +232,4 @@ def list_topics_checked(client, config: Mapping[str, Any], watch: AuthFailureWat
 
 
 __all__ = ["KafkaAuthSettings", "KafkaAuthenticationError", "auth_client_config", "build_client_config",
-           "msk_iam_token_callback", "describe_mechanism", "with_auth_watch", "list_topics_checked"]
+           "msk_iam_token_callback", "describe_mechanism", "java_client_config", "with_auth_watch", "list_topics_checked"]
