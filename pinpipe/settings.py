@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -166,7 +167,10 @@ class Settings(BaseSettings):
         self.kafka_config()  # the same clear error when no broker is set
         client = {"bootstrap.servers": self.kafka.bootstrap_servers, **java_client_config(self.kafka.auth)}
         return {
-            "subscribe": ",".join(self.topics), "startingOffsets": self.starting_offsets,
+            # A pattern, not a list: Spark's source fails on a listed topic that does not exist yet,
+            # while a pattern reads the kinds' topics that exist and picks up the others when they appear.
+            "subscribePattern": "|".join(re.escape(topic) for topic in self.topics),
+            "startingOffsets": self.starting_offsets,
             "maxOffsetsPerTrigger": str(self.max_offsets_per_trigger),
             "failOnDataLoss": str(self.fail_on_data_loss).lower(),
             **{f"kafka.{key}": value for key, value in client.items()},

@@ -215,3 +215,40 @@ def test_a_worker_killed_mid_run_is_survived_without_loss_or_duplicates(cluster:
     assert re.search(r"(Lost executor|Executor lost|Removed executor|is now (LOST|EXITED|DEAD))", output), \
         "the driver never noticed the lost worker: the kill came too late"
     assert_same_tables(local_lakes, lake)
+
+
+MSK_IAM_CLASSES = ("software.amazon.msk.auth.iam.IAMLoginModule",
+                   "software.amazon.msk.auth.iam.IAMClientCallbackHandler")
+CLASS_CHECK = """
+import sys
+from pyspark.sql import SparkSession
+spark = SparkSession.builder.getOrCreate()
+for name in sys.argv[1:]:
+    # The driver: as Kafka's client loads it (the context class loader holds the job's jars).
+    print("driver", spark._jvm.org.apache.spark.util.Utils.classForName(name, True, False).getName())
+    # The executors (a standalone master runs no task in a client-mode driver): one task per worker.
+    query = f"reflect('org.apache.spark.util.Utils', 'classForName', '{name}', true, false)"
+    for row in spark.range(4).repartition(4).selectExpr(query + " AS loaded").distinct().collect():
+        print("executors", row.loaded)
+spark.stop()
+"""
+
+
+def test_msk_iam_classes_load_on_the_driver_and_on_the_executors(cluster: StandaloneCluster, tmp_path):
+    """No AWS account here: what can be shown is that the launcher ships aws-msk-iam-auth where Kafka's
+    client looks for the login module and the callback handler that PINPIPE_KAFKA__AUTH__MECHANISM=msk_iam names."""
+    from pinpipe.deploy import job_options
+    from tests.helpers.spark_cluster import SPARK_HOME
+
+    script = tmp_path / "classes.py"
+    script.write_text(CLASS_CHECK)
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    done = subprocess.run([str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster.url,
+                           "--conf", "spark.executor.memory=512m", "--conf", "spark.ui.enabled=false",
+                           *job_options(local_jars=True), str(script), *MSK_IAM_CLASSES],
+                          env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert done.returncode == 0, _tail(done.stdout + done.stderr)
+    assert app_id(done.stdout + done.stderr)
+    for name in MSK_IAM_CLASSES:
+        assert f"driver {name}" in done.stdout, done.stdout
+        assert f"executors class {name}" in done.stdout, done.stdout

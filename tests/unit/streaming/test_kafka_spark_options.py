@@ -24,7 +24,7 @@ def test_the_source_options_are_sparks_own():
     settings = Settings(prefix="p", kafka={"bootstrap_servers": "b:9092"}, max_offsets_per_trigger=500,
                         starting_offsets="latest", fail_on_data_loss=False)
     assert settings.kafka_source_options() == {
-        "subscribe": "p.pin,p.geo,p.user", "startingOffsets": "latest", "maxOffsetsPerTrigger": "500",
+        "subscribePattern": r"p\.pin|p\.geo|p\.user", "startingOffsets": "latest", "maxOffsetsPerTrigger": "500",
         "failOnDataLoss": "false", "kafka.bootstrap.servers": "b:9092"}
 
 
