@@ -1,16 +1,20 @@
-"""Kafka -> cleaned Delta (the pipeline) against Spark's built-in file source -> parquet, same cleaning.
+"""Kafka -> cleaned Delta (the whole job's Kafka query) against the engine's floor on the same topics.
 
-Both sides read the same records (the JSON values the emulator sends) and apply the same
-`route()` cleaning; the reference reads them from JSON-lines files with Spark's built-in file source
-and writes parquet with Spark's built-in sink. Both run with trigger(availableNow=True) in the same
-SparkSession, measured in the same run: first an untimed warm-up of both on a small set of their
-own (the JVM's JIT and Spark's code generation start cold), then --repeats timed attempts with the
-order of the two sides alternating; the best attempt of each side counts.
+Three sides read the same records from the same Apache Kafka topics with trigger(availableNow=True)
+in one SparkSession, measured in the same run:
+
+- pipeline: the job's Kafka query as `pinpipe stream` builds it (Spark's Kafka source, the shared
+  cleaning, the four Delta tables);
+- floor: Spark's Kafka source -> `from_json` into the contracts' raw struct -> parquet, no rules: it
+  shares nothing with the code under test but the broker and Spark;
+- python-source (with --python-source, while `streaming/kafka_source.py` exists): the pipeline with
+  the project's former Python Kafka source instead of Spark's.
+
+First an untimed warm-up of every side on a small set of its own (the JVM's JIT and Spark's code
+generation start cold), then --repeats timed attempts, the sides' order rotating; the best attempt
+of each side counts.
 
     .venv/bin/python benchmarks/kafka_to_delta.py --posts 200000   # 600,000 records
-
-Each side's time includes starting and stopping its query; for the pipeline that is a few seconds
-of fixed cost (the Python data source's planner process), so small runs understate its rate.
 """
 
 from __future__ import annotations
@@ -21,18 +25,64 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pyspark.sql import functions as F  # noqa: E402
+
+from benchmarks.reference import Timing, batch_seconds  # noqa: E402
 from emulator.generator import Dirt, generate  # noqa: E402
 from emulator.kafka_target import produce  # noqa: E402
-from pinpipe.wiring import kafka_target_args  # noqa: E402
 from pinpipe import local  # noqa: E402
+from pinpipe.pipeline import read_source, sink_factory, start_source_query  # noqa: E402
 from pinpipe.settings import Settings  # noqa: E402
 from pinpipe.spark import build_spark_session  # noqa: E402
-from benchmarks.reference import Timing, batch_seconds, reference_file_to_parquet, write_jsonl  # noqa: E402
-from pinpipe.pipeline import start_source_query  # noqa: E402
-from streaming.job import await_queries  # noqa: E402
+from pinpipe.wiring import kafka_target_args  # noqa: E402
+from schemas.contracts import RAW_FIELDS  # noqa: E402
+from streaming.envelopes import kafka_envelope  # noqa: E402
+from streaming.job import Trigger, await_queries, start_table_query  # noqa: E402
+
+# Every kind's raw fields as the contracts type them (one struct for the three topics).
+RAW_STRUCT = ", ".join(f"`{name}` {type_}" for name, type_ in
+                       {n: t for fields in RAW_FIELDS.values() for n, t in fields.items()}.items())
+
+
+def floor(spark, settings: Settings, out: Path) -> Timing:
+    """Spark's Kafka source -> from_json -> parquet: what reading and parsing the records costs."""
+    parsed = (read_source(spark, "kafka", settings.kafka_source_options())
+              .select("topic", "partition", "offset", F.from_json(F.col("value").cast("string"), RAW_STRUCT).alias("r"))
+              .select("topic", "partition", "offset", "r.*"))
+    started = time.perf_counter()
+    query = (parsed.writeStream.format("parquet").option("path", str(out / "data"))
+             .option("checkpointLocation", str(out / "cp")).trigger(availableNow=True).start())
+    query.awaitTermination()
+    return Timing(time.perf_counter() - started, batch_seconds(query))
+
+
+def pipeline(spark, settings: Settings, lake: Path) -> Timing:
+    started = time.perf_counter()
+    query = start_source_query(spark, settings.model_copy(update={"lake": str(lake)}), "kafka", available_now=True)
+    await_queries([query])
+    return Timing(time.perf_counter() - started, batch_seconds(query))
+
+
+def python_source_pipeline(spark, settings: Settings, lake: Path) -> Timing:
+    """The same query with the former Python Kafka source (Spark 4.2+ only)."""
+    from streaming.kafka_source import KafkaDataSource
+
+    spark.dataSource.register(KafkaDataSource)
+    settings = settings.model_copy(update={"lake": str(lake)})
+    options = {"subscribe": ",".join(settings.topics), "startingOffsets": "earliest",
+               "maxOffsetsPerTrigger": str(settings.max_offsets_per_trigger),
+               "maxPartitions": str(spark.sparkContext.defaultParallelism),
+               "kafka.bootstrap.servers": settings.kafka.bootstrap_servers}
+    envelope = kafka_envelope(spark.readStream.format("pinpipe-kafka").options(**options).load())
+    started = time.perf_counter()
+    query = start_table_query(envelope, "kafka", str(lake / "_checkpoints" / "kafka"),
+                              sink_factory(spark, settings)("kafka"), Trigger(available_now=True))
+    await_queries([query])
+    return Timing(time.perf_counter() - started, batch_seconds(query))
 
 
 def main() -> None:
@@ -40,6 +90,7 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=200_000, help="posts (x3 records)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup-posts", type=int, default=20_000)
+    parser.add_argument("--python-source", action="store_true", help="also run the former Python Kafka source")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="pinpipe-bench-"))
@@ -47,50 +98,48 @@ def main() -> None:
     try:
         broker = local.start_service("kafka", work / "services").endpoint
 
-        def prepare(prefix: str, posts: int):
-            settings = Settings(prefix=prefix, lake=str(work / "lake"),
-                                kafka={"bootstrap_servers": broker, "one_message_per_batch": True})
+        def prepare(prefix: str, posts: int) -> tuple[Settings, int]:
+            settings = Settings(prefix=prefix, lake=str(work / "lake"), kafka={"bootstrap_servers": broker})
             messages = list(generate(posts, seed=1, dirt=Dirt(repeat_rate=0.0)))
             started = time.perf_counter()
-            produce(messages, **kafka_target_args(settings), partitions=2, bulk=True, progress=False)
-            print(f"produced {len(messages)} records to tansu ({prefix}.*) in {time.perf_counter() - started:.1f}s")
-            return settings, write_jsonl(messages, work / f"files-{prefix}"), len(messages)
+            produce(messages, **kafka_target_args(settings), partitions=2, progress=False)
+            print(f"produced {len(messages)} records to Kafka ({prefix}.*) in {time.perf_counter() - started:.1f}s")
+            return settings, len(messages)
 
-        def pipeline(settings: Settings, name: str) -> Timing:
-            lake = work / f"lake-{name}"
-            shutil.rmtree(lake, ignore_errors=True)
-            started = time.perf_counter()
-            query = start_source_query(spark, settings.model_copy(update={"lake": str(lake)}), "kafka", available_now=True)
-            await_queries([query], handle_signals=False)
-            return Timing(time.perf_counter() - started, batch_seconds(query))
-
-        warm_settings, warm_files, _ = prepare("warmup", args.warmup_posts)
-        settings, files, records = prepare("bench", args.posts)
-        pipeline(warm_settings, "warmup")
-        reference_file_to_parquet(spark, warm_files, work / "ref-warmup")
+        sides: dict[str, Callable[[Settings, Path], Timing]] = {
+            "pipeline": lambda s, out: pipeline(spark, s, out),
+            "floor": lambda s, out: floor(spark, s, out),
+        }
+        if args.python_source:
+            sides["python-source"] = lambda s, out: python_source_pipeline(spark, s, out)
+        warm_settings, _ = prepare("warmup", args.warmup_posts)
+        settings, records = prepare("bench", args.posts)
+        for name, side in sides.items():
+            side(warm_settings, work / f"warmup-{name}")
         print("warm-up done (not counted)")
 
-        results: dict[str, list[Timing]] = {"pipeline": [], "reference": []}
+        results: dict[str, list[Timing]] = {name: [] for name in sides}
+        names = list(sides)
         for attempt in range(args.repeats):
-            sides = {
-                "pipeline": lambda: pipeline(settings, str(attempt)),
-                "reference": lambda: reference_file_to_parquet(spark, files, work / f"ref{attempt}"),
-            }
-            for side in (("pipeline", "reference") if attempt % 2 == 0 else ("reference", "pipeline")):
-                results[side].append(sides[side]())
-            print(f"attempt {attempt + 1}: pipeline {results['pipeline'][-1].wall:.1f}s "
-                  f"(micro-batches {results['pipeline'][-1].batches:.1f}s), reference "
-                  f"{results['reference'][-1].wall:.1f}s (micro-batches {results['reference'][-1].batches:.1f}s)")
+            order = names[attempt % len(names):] + names[:attempt % len(names)]
+            for name in order:
+                out = work / f"{name}-{attempt}"
+                results[name].append(sides[name](settings, out))
+                shutil.rmtree(out, ignore_errors=True)
+            print(f"attempt {attempt + 1}: " + ", ".join(
+                f"{name} {results[name][-1].wall:.1f}s (micro-batches {results[name][-1].batches:.1f}s)"
+                for name in names))
 
         print(f"records: {records}")
         for measure, label in (("wall", "whole query (start and stop included)"),
                                ("batches", "micro-batches (a running stream's rate)")):
-            pipeline_rate = records / min(getattr(t, measure) for t in results["pipeline"])
-            reference_rate = records / min(getattr(t, measure) for t in results["reference"])
+            rate = {name: records / min(getattr(t, measure) for t in results[name]) for name in names}
             print(f"{label}:")
-            print(f"  Kafka -> cleaned Delta (pinpipe):                 {pipeline_rate:10,.0f} records/s")
-            print(f"  JSON files -> same cleaning -> parquet (built-in): {reference_rate:10,.0f} records/s")
-            print(f"  ratio: {pipeline_rate / reference_rate:.2f}x (goal >= 0.9x)")
+            for name in names:
+                print(f"  {name:14} {rate[name]:10,.0f} records/s")
+            print(f"  pipeline/floor: {rate['pipeline'] / rate['floor']:.2f}x")
+            if "python-source" in rate:
+                print(f"  python-source/pipeline (Spark's source): {rate['python-source'] / rate['pipeline']:.2f}x")
     finally:
         spark.stop()
         local.stop_service("kafka", work / "services")

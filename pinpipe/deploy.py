@@ -44,7 +44,7 @@ CLUSTER_PYTHON = f"./{ENV_ALIAS}/bin/python"
 ENTRY_NAME = "spark_entry.py"
 
 # Settings that are secrets: never written into a spec, a command line or a log.
-SECRET_SETTING = re.compile(r"(SECRET|PASSWORD|TOKEN|ACCESS_KEY|CREDENTIAL|CLIENT_CONFIG|SASL)", re.IGNORECASE)
+SECRET_SETTING = re.compile(r"(SECRET|PASSWORD|TOKEN|ACCESS_KEY|CREDENTIAL|CLIENT_CONFIG|SOURCE_OPTIONS|SASL)", re.IGNORECASE)
 # Settings that only steer where and how the job is launched, not the job itself.
 LAUNCH_ONLY = {"PINPIPE_RUNNER", "PINPIPE_SPARK_MASTER", "PINPIPE_DRIVER_MEMORY", "PINPIPE_VENV"}
 

@@ -20,6 +20,7 @@ ENV = {
     "PINPIPE_PREFIX": "prod",
     "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": "b-1.msk:9098",
     "PINPIPE_KAFKA__CLIENT_CONFIG": json.dumps({"sasl.password": SENTINEL}),
+    "PINPIPE_KAFKA__SOURCE_OPTIONS": json.dumps({"kafka.sasl.jaas.config": f"x password={SENTINEL};"}),
     "PINPIPE_S3__SECRET_KEY": SENTINEL,
     "PINPIPE_KINESIS__ACCESS_KEY": SENTINEL,
     "PINPIPE_RUNNER": "emr",
@@ -33,7 +34,8 @@ def test_settings_split_into_plain_values_and_secret_names():
     plain, secret = deploy.split_settings(ENV)
     assert plain == {"PINPIPE_LAKE": "s3://bucket/lake", "PINPIPE_PREFIX": "prod",
                      "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": "b-1.msk:9098"}
-    assert secret == ["PINPIPE_KAFKA__CLIENT_CONFIG", "PINPIPE_KINESIS__ACCESS_KEY", "PINPIPE_S3__SECRET_KEY"]
+    assert secret == ["PINPIPE_KAFKA__CLIENT_CONFIG", "PINPIPE_KAFKA__SOURCE_OPTIONS", "PINPIPE_KINESIS__ACCESS_KEY",
+                      "PINPIPE_S3__SECRET_KEY"]
 
 
 def _stubbed(service: str):
@@ -56,6 +58,11 @@ def test_the_emr_step_passes_botocore_validation_and_carries_no_secret(capsys):
     assert f"{CODE_URI}/pinpipe-env.tar.gz#environment" in args
     assert "spark.yarn.appMasterEnv.PYSPARK_PYTHON=./environment/bin/python" in args
     assert "spark.yarn.appMasterEnv.PINPIPE_LAKE=s3://bucket/lake" in args
+    # EMR resolves the job's JVM packages from Maven itself; the secret-bearing Kafka options are redacted.
+    packages = args[args.index("--packages") + 1].split(",")
+    assert any(p.startswith("org.apache.spark:spark-sql-kafka-0-10_2.13:") for p in packages), packages
+    assert any(p.startswith("software.amazon.msk:aws-msk-iam-auth:") for p in packages), packages
+    assert any(a.startswith("spark.redaction.regex=") and "jaas" in a for a in args)
     assert SENTINEL not in json.dumps(step)
     warning = capsys.readouterr().err
     assert "PINPIPE_S3__SECRET_KEY" in warning and SENTINEL not in warning
@@ -113,9 +120,17 @@ def test_spark_submit_to_yarn_cluster_mode_ships_plain_settings_only():
                                     cluster_mode=True, plain_settings=plain)
     assert "spark.executorEnv.PINPIPE_PREFIX=prod" in args and SENTINEL not in " ".join(args)
     assert f"spark.driver.extraJavaOptions={DRIVER_JAVA_OPTIONS}" in args  # one argument, spaces and all
+    assert "--packages" in args  # YARN cluster mode: the cluster resolves them
     client = deploy.spark_submit_args("stream", [], "/dist/pinpipe-env.tar.gz", "/dist/spark_entry.py",
                                       master="spark://h:7077", cluster_mode=False, plain_settings=plain)
     assert not any("PINPIPE_" in a for a in client)  # client mode: the settings stay in the driver's environment
+
+
+def test_local_and_standalone_runs_ship_the_jars_make_install_resolved():
+    options = deploy.job_options(local_jars=True)
+    jars = options[options.index("--jars") + 1].split(",")
+    assert any(Path(j).name.startswith("spark-sql-kafka-0-10_2.13-") for j in jars), jars
+    assert all(Path(j).is_file() for j in jars)
 
 
 def test_the_cli_prints_specs_without_secrets_and_names_a_missing_setting(capsys):
