@@ -7,11 +7,8 @@ four Delta commits). Each record's latency is the time from its post (when the e
 the moment the batch holding it has committed all four tables, matched exactly by (topic,
 partition, offset).
 
-The producer sends batched (--linger-ms, 20), as the emulator's bulk mode does on tansu: each
-partition's newest record is held back until the next one comes and the last ones go alone, so
-the broker's high watermark (the last batch's base offset + 1) stays exact; the hold-back counts in
-the latency. --one-message-per-batch sends as the emulator's stream mode does instead: tansu then
-scans a partition's stored batches for every record fetched, and its CPU grows with the log.
+The producer is the emulator's (librdkafka batching with --linger-ms, 5 by default), on the local
+Apache Kafka broker.
 
 The floor, measured in the same run and the same SparkSession before the pipeline: the same
 source, trigger and posting rate, with a sink that only collects the batch's coordinates (no
@@ -99,15 +96,9 @@ class TimedSink(DeltaRsSink):
 
 
 def post_records(settings: Settings, rate: float, seconds: float, first_ind: int,
-                 linger_ms: int | None = 20) -> tuple[int, dict[Coordinate, float]]:
+                 linger_ms: int = 5) -> tuple[int, dict[Coordinate, float]]:
     """The emulator's side, run in a process of its own: produce at ``rate`` records/s for ``seconds``
-    with the emulator's own producer; return how many were sent and each one's post time by coordinate.
-
-    ``linger_ms``: batched sends as the emulator's bulk mode makes them on tansu (a partition's newest
-    record held back until the next one comes, the last ones sent alone, so the broker's high
-    watermark stays exact). None: one message per batch, which costs tansu a scan of the
-    partition's stored batches for every record a consumer fetches.
-    """
+    with the emulator's own producer; return how many were sent and each one's post time by coordinate."""
     posted: dict[Coordinate, float] = {}
 
     def delivered(message, posted_at: float) -> None:
@@ -115,8 +106,7 @@ def post_records(settings: Settings, rate: float, seconds: float, first_ind: int
 
     records = islice(generate(None, seed=first_ind, dirt=Dirt(), first_ind=first_ind), int(rate * seconds))
     summary = produce(paced(records, rate), client_config=settings.kafka_config(), topics=topics(settings),
-                      partitions=2, bulk=linger_ms is not None, one_message_per_batch=True, linger_ms=linger_ms,
-                      progress=False, on_delivered=delivered)
+                      partitions=2, linger_ms=linger_ms, progress=False, on_delivered=delivered)
     return summary.sent, posted
 
 
@@ -140,19 +130,17 @@ def main() -> None:
     parser.add_argument("--floor-seconds", type=float, default=20, help="measured posting time of the floor")
     parser.add_argument("--warmup", type=float, default=10, help="untimed posting before each measurement")
     parser.add_argument("--trigger", default="1 second")
-    parser.add_argument("--linger-ms", type=int, default=20, help="the producer's batching (emulator bulk mode's scheme)")
-    parser.add_argument("--one-message-per-batch", action="store_true",
-                        help="send each record in a batch of its own instead (the emulator's stream mode on tansu)")
+    parser.add_argument("--linger-ms", type=int, default=5, help="the producer's batching (the emulator's default)")
     args = parser.parse_args()
 
-    linger = None if args.one_message_per_batch else args.linger_ms
+    linger = args.linger_ms
     work = Path(tempfile.mkdtemp(prefix="pinpipe-latency-"))
     spark = build_spark_session(app_name="latency-bench")
     broker = local.start_service("kafka", work / "services").endpoint
     try:
         def settings_for(name: str) -> Settings:
             settings = Settings(prefix=f"lat-{name.split()[0]}-{uuid.uuid4().hex[:6]}", lake=str(work / f"lake-{name.split()[0]}"),
-                                kafka={"bootstrap_servers": broker, "one_message_per_batch": True},
+                                kafka={"bootstrap_servers": broker},
                                 trigger_interval=args.trigger, starting_offsets="latest")
             ensure_topics(settings.kafka_config(), topics(settings).values(), partitions=2)
             return settings
@@ -192,7 +180,7 @@ def main() -> None:
             return start_table_query(envelope, "kafka", str(work / f"checkpoint-{settings.prefix}"), sink,
                                      Trigger(interval=args.trigger))
 
-        sends = "one message per batch" if linger is None else f"batched sends, linger {linger} ms"
+        sends = f"batched sends, linger {linger} ms"
         print(f"posting {args.rate:,.0f} records/s ({sends}), trigger {args.trigger!r}, warm-up {args.warmup:.0f}s per phase; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (others' work slows both phases)")
         floor = measure("floor (collect only)", floor_query, args.floor_seconds)

@@ -1,6 +1,6 @@
 """Peak memory of one `pinpipe stream --available-now` run against the size of its backlog.
 
-A backlog of N records and one of 5N (Kafka, on a local tansu) are each drained by a fresh
+A backlog of N records and one of 5N (Kafka, on the local Apache Kafka broker) are each drained by a fresh
 `pinpipe stream --available-now --sources kafka` process with the default settings; the benchmark
 samples the resident memory of that process and its children (the Spark driver's JVM and Python
 workers) every 0.2 s and prints the peak of each run and their ratio. Goal: within 1.2x, i.e. the
@@ -98,9 +98,9 @@ def main() -> None:
         peaks = {}
         for name, records in (("N", args.records), ("5N", 5 * args.records)):
             settings = Settings(prefix=f"mem{name}", lake=str(work / f"lake-{name}"),
-                                kafka={"bootstrap_servers": broker, "one_message_per_batch": True})
+                                kafka={"bootstrap_servers": broker})
             messages = generate(records // 3, seed=5, dirt=Dirt(repeat_rate=0.0))
-            produce(messages, **kafka_target_args(settings), partitions=2, bulk=True, progress=False)
+            produce(messages, **kafka_target_args(settings), partitions=2, progress=False)
             parts, seconds = drain(settings, work)
             peaks[name] = parts
             print(f"backlog {name} = {records:,} records, {seconds:.0f} s: peak RSS {parts['all'] / 2**20:,.0f} MiB "

@@ -1,13 +1,9 @@
 """Soak: `pinpipe stream` for --minutes at a steady rate from the emulator; is it flat, and did everything land?
 
-The emulator (`pinpipe emulate --mode stream --target kafka --bulk --linger-ms 1000`) posts
---posts-per-second posts (each a pin, a geo and a user record, as `pinpipe emulate --posts` counts
-them) to a local tansu. Batched sends, one batch a second per partition (--linger-ms): tansu keeps a
-stored object per batch and lists them to answer a latest-offsets request, so its answer grows with
-the batches it holds (1.4 ms at 1,000 batches, 22.6 ms at 32,000 per partition), a broker cost a
-real Kafka does not have (it indexes its log); with 100 ms batches the job's `latestOffset` phase
-grew 0.03 -> 0.15 s in 30 minutes. `--bulk` sends each partition's last record alone at the end,
-which makes tansu's high watermark exact. A `pinpipe stream --sources kafka` process with a
+The emulator (`pinpipe emulate --mode stream --target kafka`) posts --posts-per-second posts
+(each a pin, a geo and a user record, as `pinpipe emulate --posts` counts them) to the local
+Apache Kafka broker, batched as librdkafka does (--linger-ms, the emulator's default 5 ms).
+A `pinpipe stream --sources kafka` process with a
 1 s trigger and its Prometheus endpoint on runs the whole time. Every --every seconds the benchmark
 samples the job's resident memory (its process tree: driver JVM, driver Python, Python workers) and
 scrapes /metrics for the batches of the window (count and mean duration, from
@@ -120,8 +116,7 @@ def main() -> None:
     parser.add_argument("--posts-per-second", type=float, default=1000, help="posts/s (x3 records/s)")
     parser.add_argument("--every", type=float, default=60, help="seconds per sample window")
     parser.add_argument("--trigger", default="1 second")
-    parser.add_argument("--linger-ms", type=int, default=1000,
-                        help="the emulator's producer batching (tansu's latest-offsets answer grows with its batches)")
+    parser.add_argument("--linger-ms", type=int, default=5, help="the emulator's producer batching")
     parser.add_argument("--maintain-every", type=float, default=0,
                         help="minutes between `pinpipe maintain` runs alongside the stream, as a schedule would (0: never)")
     args = parser.parse_args()
@@ -130,15 +125,15 @@ def main() -> None:
     broker = local.start_service("kafka", work / "services").endpoint
     port = local.free_port()
     settings = Settings(prefix=f"soak{os.getpid()}", lake=str(work / "lake"),
-                        kafka={"bootstrap_servers": broker, "one_message_per_batch": True})
+                        kafka={"bootstrap_servers": broker})
     ensure_topics(settings.kafka_config(), topics(settings).values(), partitions=2)
     env = {**os.environ, "PINPIPE_PREFIX": settings.prefix, "PINPIPE_LAKE": settings.lake,
-           "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": broker, "PINPIPE_KAFKA__ONE_MESSAGE_PER_BATCH": "true",
+           "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": broker,
            "PINPIPE_TRIGGER_INTERVAL": args.trigger, "PINPIPE_METRICS__PORT": str(port)}
     cli = [sys.executable, "-m", "pinpipe.cli"]
     job = subprocess.Popen(cli + ["stream", "--sources", "kafka"], env=env, cwd=work,
                            stdout=subprocess.DEVNULL, stderr=open(work / "job.log", "wb"))
-    emulator = subprocess.Popen(cli + ["emulate", "--mode", "stream", "--target", "kafka", "--no-progress", "--bulk",
+    emulator = subprocess.Popen(cli + ["emulate", "--mode", "stream", "--target", "kafka", "--no-progress",
                                        "--rate", str(3 * args.posts_per_second), "--seed", "7",
                                        "--linger-ms", str(args.linger_ms)],
                                 env=env, cwd=work, stdout=open(work / "emulator.log", "wb"), stderr=subprocess.STDOUT)
