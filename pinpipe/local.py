@@ -24,8 +24,10 @@ KRaft CONTROLLER; :func:`kafka_listeners` tells clients where.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -77,8 +79,12 @@ KAFKA_SCRAM_MECHANISM = "SCRAM-SHA-512"
 # SCRAM users, made when the log dir is formatted: "admin" for tools, "alice" for the tests.
 KAFKA_USERS = {"admin": "admin-secret", "alice": "alice-secret"}
 KAFKA_LISTENERS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "CONTROLLER")
-_KAFKA_JVM = ["-Xmx512m", "-Xms32m", "-XX:+UseSerialGC"]  # one small node: a serial collector is enough
-_KAFKA_TOOL_JVM = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]  # short-lived: start fast
+# One small node on a busy machine: a serial collector, and the C1 compiler only (half the CPU to start;
+# the local load never needs C2's faster code).
+_KAFKA_JVM = ["-Xmx512m", "-Xms32m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
+_KAFKA_TOOL_JVM = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
+# Log dirs formatted once per jar set and users, copied for each broker that keeps no data.
+KAFKA_FORMAT_CACHE = PROJECT_ROOT / ".pinpipe" / "cache" / "kafka-format"
 _SCRAM_JAAS = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
 _LOG4J2 = """status = error
 appender.out.type = Console
@@ -87,7 +93,10 @@ appender.out.layout.type = PatternLayout
 appender.out.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = WARN
 rootLogger.appenderRef.out.ref = out
+logger.started.name = kafka.server.KafkaRaftServer
+logger.started.level = INFO
 """
+_KAFKA_STARTED = b"Kafka Server started"  # KafkaRaftServer's INFO line once every listener is up
 
 
 @dataclass(frozen=True)
@@ -142,22 +151,23 @@ def _kafka_properties(ports: dict[str, int], log_dir: Path, server_pem: Path) ->
         "process.roles": "broker,controller", "node.id": "1",
         "controller.listener.names": "CONTROLLER", "controller.quorum.bootstrap.servers": address["CONTROLLER"],
         "listeners": ",".join(f"{name}://{where}" for name, where in address.items()),
-        "advertised.listeners": ",".join(f"{name}://{where}" for name, where in address.items() if name != "CONTROLLER"),
+        "advertised.listeners": ",".join(
+            f"{name}://{where}" for name, where in address.items() if name != "CONTROLLER"),
         "listener.security.protocol.map": ",".join(
             f"{name}:{'PLAINTEXT' if name == 'CONTROLLER' else name}" for name in address),
         "inter.broker.listener.name": "PLAINTEXT",
-        **{key: value for listener in ("sasl_plaintext", "sasl_ssl") for key, value in {
-            f"listener.name.{listener}.sasl.enabled.mechanisms": KAFKA_SCRAM_MECHANISM,
-            f"listener.name.{listener}.{KAFKA_SCRAM_MECHANISM.lower()}.sasl.jaas.config": _SCRAM_JAAS}.items()},
-        # OAUTHBEARER too, with Kafka's default validator (unsigned tokens only), so a test can watch
-        # MSK IAM's signed token reach the broker; the PLAINTEXT listener is open anyway.
+        "listener.name.sasl_ssl.sasl.enabled.mechanisms": KAFKA_SCRAM_MECHANISM,
+        # SASL_PLAINTEXT offers OAUTHBEARER too, with Kafka's default validator (unsigned tokens only),
+        # so a test can watch MSK IAM's signed token reach a broker; PLAINTEXT is open anyway.
         "listener.name.sasl_plaintext.sasl.enabled.mechanisms": f"{KAFKA_SCRAM_MECHANISM},OAUTHBEARER",
         "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config":
             "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;",
+        **{f"listener.name.{listener}.{KAFKA_SCRAM_MECHANISM.lower()}.sasl.jaas.config": _SCRAM_JAAS
+           for listener in ("sasl_plaintext", "sasl_ssl")},
         "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
         "listener.name.sasl_ssl.ssl.keystore.location": str(server_pem),
         "log.dirs": str(log_dir),
-        "num.partitions": "4",  # of a topic created by producing to it (the previous local broker gave 4 too)
+        "num.partitions": "4",  # a topic created by producing to it (as the previous local broker did)
         "auto.create.topics.enable": "true",
         "offsets.topic.replication.factor": "1", "offsets.topic.num.partitions": "4",
         "transaction.state.log.replication.factor": "1", "transaction.state.log.min.isr": "1",
@@ -165,7 +175,7 @@ def _kafka_properties(ports: dict[str, int], log_dir: Path, server_pem: Path) ->
         "share.coordinator.state.topic.replication.factor": "1", "share.coordinator.state.topic.min.isr": "1",
         "min.insync.replicas": "1",
         "group.initial.rebalance.delay.ms": "0",
-        "message.max.bytes": str(8 * 1024 * 1024),  # MSK's largest: the bad-input corpus sends 1 MB+ records
+        "message.max.bytes": str(8 * 1024 * 1024),  # 1 MiB by default: the bad-input corpus has 1 MB+
         "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),  # 128 MB of heap by default, for compaction
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
@@ -181,19 +191,46 @@ def _java() -> str:
 
 
 def _format_kafka(java: str, properties: Path, log4j: Path, log_dir: Path, log_path: Path) -> None:
-    """Format an empty log dir (a new cluster id, this node as the only controller, the SCRAM users)."""
-    if (log_dir / "meta.properties").exists():
-        return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()  # Kafka's Uuid as text
+    """Format the empty log dir of ``properties`` (a new cluster id, this node as the only controller, the users)."""
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # Kafka's Uuid as text, which never starts with "-" (an option)
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     users = [arg for user, password in KAFKA_USERS.items()
              for arg in ("--add-scram", f"{KAFKA_SCRAM_MECHANISM}=[name={user},password={password}]")]
+    done = subprocess.run(
+        [java, *_KAFKA_TOOL_JVM, f"-Dlog4j2.configurationFile={log4j}", "-cp", str(KAFKA_JARS / "*"),
+         "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties), "--standalone", *users],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=120)
     with open(log_path, "ab") as log:
-        done = subprocess.run(
-            [java, *_KAFKA_TOOL_JVM, f"-Dlog4j2.configurationFile={log4j}", "-cp", str(KAFKA_JARS / "*"),
-             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties), "--standalone", *users],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=120)
+        log.write(done.stdout)
     if done.returncode != 0:
-        raise ServiceError(f"kafka: formatting its log dir {log_dir} failed; see {log_path}")
+        last = done.stdout.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise ServiceError(f"kafka: formatting its log dir {log_dir} failed: {last[0]}; see {log_path}")
+
+
+def _formatted_template(java: str, ports: dict[str, int], server_pem: Path, log4j: Path, log_path: Path) -> Path:
+    """A formatted log dir to copy: formatting starts a JVM (~1.7 s of CPU), a copy takes milliseconds.
+
+    Copies share the cluster id, harmless for clusters of one node on ports of their own (the voter's
+    endpoint in it is refreshed from the listeners at start, as with ``--persist`` on new ports).
+    """
+    jars = sorted(path.name for path in KAFKA_JARS.glob("*.jar"))
+    key = hashlib.sha256(json.dumps([jars, KAFKA_USERS, KAFKA_SCRAM_MECHANISM]).encode()).hexdigest()[:16]
+    template = KAFKA_FORMAT_CACHE / key
+    if not (template / "meta.properties").exists():
+        KAFKA_FORMAT_CACHE.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=KAFKA_FORMAT_CACHE))
+        properties = building.parent / f"{building.name}.properties"
+        try:
+            properties.write_text(_kafka_properties(ports, building, server_pem))
+            _format_kafka(java, properties, log4j, building, log_path)
+            building.rename(template)
+        except OSError:  # another start made it meanwhile
+            shutil.rmtree(building, ignore_errors=True)
+        finally:
+            properties.unlink(missing_ok=True)
+            shutil.rmtree(building, ignore_errors=True)
+    return template
 
 
 def _prepare_kafka(state_dir: Path, port: int, data: Path | None, log_path: Path,
@@ -210,7 +247,11 @@ def _prepare_kafka(state_dir: Path, port: int, data: Path | None, log_path: Path
     properties.write_text(_kafka_properties(chosen, log_dir, server_pem))
     log4j.write_text(_LOG4J2)
     try:
-        _format_kafka(java, properties, log4j, log_dir, log_path)
+        if scratch:
+            template = _formatted_template(java, chosen, server_pem, log4j, log_path)
+            shutil.copytree(template, scratch, dirs_exist_ok=True)
+        elif not (log_dir / "meta.properties").exists():  # --persist: formatted once
+            _format_kafka(java, properties, log4j, log_dir, log_path)
     except BaseException:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -263,13 +304,19 @@ def _s3_command(port: int, data: Path | None) -> list[str]:
     return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
 
 
-def _kafka_ready(endpoint: str) -> bool:
-    """The broker answers a metadata request (a listening socket alone comes before the broker is ready)."""
+def _kafka_ready(endpoint: str, log_path: Path, since: int) -> bool:
+    """The broker says it started and answers a metadata request.
+
+    Its PLAINTEXT listener can answer before another listener fails to bind (a taken port) and the
+    broker shuts down, so the log line that comes after every listener is up counts too.
+    """
     from confluent_kafka.admin import AdminClient
 
-    host, port = endpoint.rsplit(":", 1)
+    with open(log_path, "rb") as log:
+        log.seek(since)
+        if _KAFKA_STARTED not in log.read():
+            return False
     try:
-        socket.create_connection((host, int(port)), timeout=0.5).close()  # cheap, and no librdkafka noise
         return bool(AdminClient({"bootstrap.servers": endpoint, "log_level": 0}).list_topics(timeout=2).brokers)
     except Exception:
         return False
@@ -300,9 +347,9 @@ def _endpoint(name: str, port: int) -> str:
     return f"127.0.0.1:{port}" if name == "kafka" else f"http://127.0.0.1:{port}"
 
 
-def _ready(name: str, endpoint: str) -> bool:
+def _ready(name: str, endpoint: str, log_path: Path, log_start: int) -> bool:
     if name == "kafka":
-        return _kafka_ready(endpoint)
+        return _kafka_ready(endpoint, log_path, log_start)
     if name == "prometheus":
         return _http_ready(endpoint + "/-/ready")
     return _kinesis_ready(endpoint) if name.startswith("kinesis") else _http_ready(endpoint)
@@ -344,6 +391,7 @@ def start_service(name: str, state_dir: Path, timeout: float = 60.0, persistent:
     ``persistent``: the service keeps its data in :func:`data_dir` across stops and restarts.
     ``ports``: kafka's other listeners (:data:`KAFKA_LISTENERS`) on these ports instead of free ones.
     """
+    state_dir = state_dir.resolve()  # services run in it: paths they are given must not be relative to it
     state_dir.mkdir(parents=True, exist_ok=True)
     running = read_state(state_dir, name)
     if running:
@@ -375,7 +423,7 @@ def start_service(name: str, state_dir: Path, timeout: float = 60.0, persistent:
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and process.poll() is None:
-            if _ready(name, endpoint):
+            if _ready(name, endpoint, log_path, log_start):
                 service = RunningService(name, process.pid, chosen, endpoint, str(log_path), persistent, details)
                 _state_file(state_dir, name).write_text(json.dumps(asdict(service)))
                 return service
@@ -394,10 +442,11 @@ def _failure_reason(log_path: Path, since: int) -> str:
             lines = log.read().decode(errors="replace").splitlines()
     except OSError:
         return ""
-    taken = [line for line in lines if "Address already in use" in line]
-    if taken:
-        return f"a port is taken ({taken[-1].strip()[-200:]})"
-    errors = [line for line in lines if "ERROR" in line or "Exception" in line or line.startswith("Error")]
+    if any("Address already in use" in line for line in lines):
+        listener = re.findall(r"Unable to start acceptor for (\w+)", "\n".join(lines))  # kafka names it
+        return "a port is taken" + (f" (its {listener[-1]} listener's)" if listener else "")
+    errors = [line for line in lines if not line.lstrip().startswith("at ")  # not a stack trace's frames
+              and ("ERROR" in line or "Exception" in line or line.startswith("Error"))]
     return errors[-1].strip()[-300:] if errors else ""
 
 
