@@ -88,7 +88,7 @@ def stop_on_signals() -> threading.Event:
 
 def emulate(options: EmulateOptions, *, kafka_config: dict[str, str] | None = None,
             topics: dict[str, str], streams: dict[str, str], kinesis_client_factory: Callable[[], object] | None = None,
-            kafka_one_message_per_batch: bool = False, stop: threading.Event | None = None) -> int:
+            stop: threading.Event | None = None) -> int:
     """Run the emulator; print a summary per target; return the exit code (1 if any record was lost)."""
     stop = stop or stop_on_signals()
     total = None if options.posts is None else options.posts * 3
@@ -99,8 +99,7 @@ def emulate(options: EmulateOptions, *, kafka_config: dict[str, str] | None = No
         if options.mode == "stream":
             messages = paced(messages, options.rate)
         messages = until(messages, stop)
-        summary = _send(target, options, messages, total, kafka_config, topics, streams, kinesis_client_factory,
-                        kafka_one_message_per_batch)
+        summary = _send(target, options, messages, total, kafka_config, topics, streams, kinesis_client_factory)
         where = {"api": options.api_url, "kafka": ", ".join(topics.values()),
                  "kinesis": ", ".join(streams.values())}[target]
         options.echo(f"emulate {options.mode} -> {target} ({where}): {summary}")
@@ -108,8 +107,8 @@ def emulate(options: EmulateOptions, *, kafka_config: dict[str, str] | None = No
     return 1 if lost else 0
 
 
-def _send(target, options: EmulateOptions, messages, total, kafka_config, topics, streams, kinesis_client_factory,
-          kafka_one_message_per_batch) -> Summary:
+def _send(target, options: EmulateOptions, messages, total, kafka_config, topics, streams,
+          kinesis_client_factory) -> Summary:
     stream_mode = options.mode == "stream"
     if target == "api":
         from emulator.api_target import ApiTarget
@@ -130,7 +129,7 @@ def _send(target, options: EmulateOptions, messages, total, kafka_config, topics
         if not kafka_config:
             raise ValueError("target kafka needs the broker's client config (bootstrap.servers)")
         return produce(messages, client_config=kafka_config, topics=topics, partitions=options.partitions,
-                       bulk=options.bulk, one_message_per_batch=kafka_one_message_per_batch, linger_ms=options.linger_ms,
+                       bulk=options.bulk, linger_ms=options.linger_ms,
                        total=total, progress=options.progress, strict=False)
     from emulator.kinesis_target import produce
 

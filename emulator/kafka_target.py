@@ -33,12 +33,10 @@ def ensure_topics(client_config: dict[str, str], topics: Iterable[str], partitio
     return {t: len(metadata[t].partitions) for t in topics}
 
 
-def emulator_producer(client_config: dict[str, str], one_message_per_batch: bool, linger_ms: int = 5) -> Producer:
+def emulator_producer(client_config: dict[str, str], linger_ms: int = 5) -> Producer:
     # A bounded wait for a broker that is gone (librdkafka retries within it), then a reported loss.
     config = {"message.timeout.ms": 60_000, **client_config, "enable.idempotence": True, "acks": "all",
               "linger.ms": linger_ms, "compression.type": "lz4"}
-    if one_message_per_batch:
-        config["batch.num.messages"] = 1
     return Producer(build_client_config(config))
 
 
@@ -48,20 +46,15 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 
 def produce(messages: Iterable[tuple[str, dict]], *, client_config: dict[str, str], topics: Mapping[str, str],
-            partitions: int = 2, bulk: bool = False, one_message_per_batch: bool = False, linger_ms: int | None = None,
+            partitions: int = 2, bulk: bool = False, linger_ms: int | None = None,
             total: int | None = None, progress: bool = True, strict: bool = True,
             on_delivered: Callable[[Message, float], None] | None = None) -> Summary:
     """Produce (kind, record) messages to ``topics[kind]``, keyed by ``ind``; return what was delivered.
 
-    On a broker that reports the high watermark as the last batch's base offset + 1 (tansu), a
-    consumer only sees records up to the last batch's first record. The local profile therefore
-    sends one message per batch; ``bulk`` instead sends batched and then the last record of each
-    partition in a batch of its own, which makes the watermark exact again (in a paced stream, each
-    partition's newest record waits for the next one, or for the end). librdkafka retries
-    failed sends itself (idempotent producer). ``strict``: raise RecordsLost if any was lost.
-    ``linger_ms``: the producer's batching wait (default 100 in bulk, else 5). ``on_delivered(message,
-    posted_at)``: called for each delivered record with the time.time() at which ``messages`` gave it
-    (a held-back record's wait counts).
+    librdkafka retries failed sends itself (idempotent producer). ``strict``: raise RecordsLost if
+    any was lost. ``bulk``: fewer, larger batches (a longer default linger). ``linger_ms``: the
+    producer's batching wait (default 100 in bulk, else 5). ``on_delivered(message, posted_at)``:
+    called for each delivered record with the time.time() at which ``messages`` gave it.
     """
     counts = ensure_topics(client_config, topics.values(), partitions)
     summary = Summary()
@@ -76,34 +69,18 @@ def produce(messages: Iterable[tuple[str, dict]], *, client_config: dict[str, st
                 summary.error(f"{message.topic()}: {error}")
         return on_delivery
 
-    one_per_batch = one_message_per_batch and not bulk
     if linger_ms is None:
-        # Bulk: fewer, larger batches. A broker that keeps a batch per object and scans them (tansu's
-        # memory and s3 engines) slows with every batch it holds; 100 ms is ~10 batches/s per partition.
-        linger_ms = 100 if bulk else 5
-    producer = emulator_producer(client_config, one_per_batch, linger_ms=linger_ms)
-    held_back: dict[tuple[str, int], tuple[bytes, bytes, float]] = {}
+        linger_ms = 100 if bulk else 5  # bulk loads trade a little latency for fewer, larger batches
+    producer = emulator_producer(client_config, linger_ms=linger_ms)
     with tqdm(total=total, unit="rec", disable=not progress, desc="emulate -> kafka") as bar:
         for kind, record in messages:
             topic = topics[kind]
             ind = record.get("ind", record.get("index"))
             key = str(ind).encode()
-            item = (key, json.dumps(record, default=str).encode(), time.time())
-            partition = partition_for(key, counts[topic])
-            if bulk and one_message_per_batch:
-                item, held_back[(topic, partition)] = held_back.get((topic, partition)), item
-                if item is None:
-                    continue
-            key, value, posted_at = item
-            _send(producer, topic, partition, key, value, delivery(posted_at))
+            value = json.dumps(record, default=str).encode()
+            _send(producer, topic, partition_for(key, counts[topic]), key, value, delivery(time.time()))
             bar.update(1)
         producer.flush()
-        if held_back:
-            last = emulator_producer(client_config, one_message_per_batch=True)
-            for (topic, partition), (key, value, posted_at) in held_back.items():
-                _send(last, topic, partition, key, value, delivery(posted_at))
-                last.flush()  # each in a produce request, and so a batch, of its own
-                bar.update(1)
     return summary.raise_if_lost("Kafka") if strict else summary
 
 

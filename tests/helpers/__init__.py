@@ -1,5 +1,6 @@
 """Helpers shared by the tests: settings for a fresh prefix, an oracle for expected rows, Kinesis streams,
-killing and running the CLI. Test modules import from here, never from each other."""
+killing and running the CLI, fixtures used by more than one module. Test modules import from here, never
+from each other."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import uuid
 from collections import OrderedDict
 from pathlib import Path
 
+import pytest
+
 from pinpipe.settings import Settings
 from schemas.contracts import PLACEHOLDERS
 
@@ -15,9 +18,18 @@ from schemas.contracts import PLACEHOLDERS
 def fresh_settings(broker: str, lake, **overrides) -> Settings:
     return Settings(
         prefix=f"t{uuid.uuid4().hex[:10]}", lake=str(lake),
-        kafka={"bootstrap_servers": broker, "one_message_per_batch": True}, starting_offsets="earliest",
+        kafka={"bootstrap_servers": broker}, starting_offsets="earliest",
         **overrides,
     )
+
+
+@pytest.fixture()
+def aws_credentials(monkeypatch, tmp_path):
+    # The signer signs locally with the default credential chain; no AWS account or network call is needed.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAPINPIPETEST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "pinpipe-test-secret")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
 
 
 def read_rows(settings: Settings, table: str) -> list[dict]:
@@ -188,7 +200,7 @@ BAD_RECORDS = [  # (kind, payload, reason fragment)
 def send_raw(settings, records) -> None:
     from confluent_kafka import Producer
 
-    producer = Producer({**settings.kafka_config(), "batch.num.messages": 1})
+    producer = Producer(settings.kafka_config())
     for kind, payload in records:
         producer.produce(settings.topic(kind), value=payload.encode(), partition=0)
     assert producer.flush(30) == 0

@@ -1,41 +1,38 @@
-"""A tansu broker that requires SASL authentication, and a TCP tap that records what clients send it."""
+"""Clients for the local Apache Kafka broker's SCRAM and TLS listeners, and a TCP tap that records what clients send.
+
+The broker (pinpipe.local) listens with SASL/SCRAM-SHA-512 on SASL_PLAINTEXT and on SASL_SSL (a
+certificate for 127.0.0.1 signed by a throwaway CA); :func:`pinpipe.local.kafka_listeners` says where.
+"""
 
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
-import time
-from contextlib import contextmanager
-from pathlib import Path
 
-from pinpipe import local
+from pinpipe.local import KafkaListeners
+from streaming.kafka_auth import KafkaAuthSettings, auth_client_config
+
+USER = "alice"
+WRONG_PASSWORD = "not-alices-password"
 
 
-@contextmanager
-def authenticating_tansu(log_dir: Path):
-    """tansu with ``--authentication`` on a free loopback port; yields ``host:port``."""
-    port = local.free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    with open(log_dir / "tansu-auth.log", "ab") as log:
-        process = subprocess.Popen([str(local.tansu_binary()), "broker", "--listener-url", url,
-                                    "--advertised-listener-url", url, "--storage-engine", "memory://tansu/",
-                                    "--authentication"], stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"tansu --authentication did not start; see {log_dir}/tansu-auth.log")
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
+def scram_auth(listeners: KafkaListeners, *, tls: bool = True, user: str = USER, password: str | None = None,
+               trust_ca: bool = True) -> KafkaAuthSettings:
+    """The project's auth settings for ``user`` (by default with the broker's password for them).
+
+    ``trust_ca=False``: no ``ca_location``, so the client trusts only the system's CAs, not the broker's.
+    """
+    return KafkaAuthSettings(mechanism="sasl_scram", tls=tls, sasl_username=user,
+                             sasl_password=listeners.users[user] if password is None else password,
+                             scram_algorithm=listeners.mechanism.removeprefix("SCRAM-"),
+                             ca_location=listeners.ca_location if tls and trust_ca else None)
+
+
+def scram_client_config(listeners: KafkaListeners, *, tls: bool = True, user: str = USER,
+                        password: str | None = None, trust_ca: bool = True) -> dict[str, str]:
+    """String client settings (bootstrap and auth) for the SASL_SSL listener (``tls``) or SASL_PLAINTEXT."""
+    auth = scram_auth(listeners, tls=tls, user=user, password=password, trust_ca=trust_ca)
+    return {"bootstrap.servers": listeners.sasl_ssl if tls else listeners.sasl_plaintext, **auth_client_config(auth)}
 
 
 class TcpTap:

@@ -52,7 +52,7 @@ def submit_env(lake: Path, prefix: str, broker: str, master: str, **extra: str) 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PINPIPE_")}
     env.update({
         "PINPIPE_PREFIX": prefix, "PINPIPE_LAKE": str(lake), "PINPIPE_SPARK_MASTER": master,
-        "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": broker, "PINPIPE_KAFKA__ONE_MESSAGE_PER_BATCH": "true",
+        "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": broker,
         "PINPIPE_VENV": sys.prefix, "PINPIPE_DRIVER_MEMORY": "1g",
         # A secret the job never needs here: it must not show up anywhere.
         "PINPIPE_S3__SECRET_KEY": SENTINEL,
@@ -134,7 +134,7 @@ class ProcessWatch:
 def topics(kafka_broker):
     """POSTS posts (with the seed's dirt, some misrouted into quarantine) on fresh topics."""
     prefix = f"c{uuid.uuid4().hex[:10]}"
-    settings = Settings(prefix=prefix, kafka={"bootstrap_servers": kafka_broker, "one_message_per_batch": True})
+    settings = Settings(prefix=prefix, kafka={"bootstrap_servers": kafka_broker})
     produce(generate(POSTS, 11, Dirt(misrouted_rate=0.05)), **kafka_target_args(settings), progress=False)
     return prefix
 

@@ -1,7 +1,7 @@
 """Issue 14 (R2): the services around a running stream restart; the job waits, recovers by itself, and
 every record lands exactly once.
 
-Each test starts its own service with a persistent store (tansu on its own journalled S3, kinesalite
+Each test starts its own service with a persistent store (Kafka on its own log dir, kinesalite
 on LevelDB, the journalled moto S3), runs a real Spark stream on the session's SparkSession, stops
 the service in the middle of the run (after some commits) and starts it again on the same port.
 """

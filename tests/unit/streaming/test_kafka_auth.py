@@ -1,17 +1,16 @@
-"""Kafka authentication settings -> client configs; MSK IAM's OAUTHBEARER callback on a real client and broker."""
+"""Kafka authentication settings -> client configs; MSK IAM's signed token. Against the real broker:
+tests/integration/test_kafka_auth.py."""
 
 from __future__ import annotations
 
 import base64
 import time
-import uuid
 
 import pytest
 from pydantic import ValidationError
 
-from streaming.kafka_auth import (KafkaAuthSettings, KafkaAuthenticationError, auth_client_config,
-                                  build_client_config, describe_mechanism, list_topics_checked, with_auth_watch)
-from tests.helpers.auth_broker import TcpTap, authenticating_tansu
+from streaming.kafka_auth import KafkaAuthSettings, auth_client_config, build_client_config, describe_mechanism
+from tests.helpers import aws_credentials  # noqa: F401 (a fixture)
 
 
 def test_no_authentication_adds_nothing():
@@ -62,15 +61,6 @@ def test_msk_iam_travels_as_strings_and_becomes_a_callback():
     assert callable(built["oauth_cb"])
 
 
-@pytest.fixture()
-def aws_credentials(monkeypatch, tmp_path):
-    # The signer signs locally with the default credential chain; no AWS account or network call is needed.
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAPINPIPETEST")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "pinpipe-test-secret")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-
-
 def test_msk_iam_token_is_a_signed_kafka_cluster_connect_url(aws_credentials):
     built = build_client_config({"pinpipe.auth": "msk_iam", "pinpipe.region": "eu-west-1"})
     token, expiry = built["oauth_cb"]("")
@@ -78,50 +68,3 @@ def test_msk_iam_token_is_a_signed_kafka_cluster_connect_url(aws_credentials):
     assert url.startswith("https://kafka.eu-west-1.amazonaws.com/?Action=kafka-cluster%3AConnect")
     assert "X-Amz-Signature=" in url and "AKIAPINPIPETEST" in url
     assert time.time() < expiry < time.time() + 3600  # seconds since the epoch, as librdkafka wants
-
-
-def test_msk_iam_callback_is_called_and_its_token_goes_to_the_broker(aws_credentials, tmp_path):
-    calls: list[str] = []
-    with authenticating_tansu(tmp_path) as broker:
-        tap = TcpTap(broker)
-        try:
-            config = build_client_config({
-                "bootstrap.servers": tap.address, "pinpipe.auth": "msk_iam", "pinpipe.region": "us-east-1",
-                "security.protocol": "SASL_PLAINTEXT",  # the local broker has no TLS: lets the tap read the frames
-            })
-            signer = config["oauth_cb"]
-
-            def recording_cb(oauth_config):
-                token, expiry = signer(oauth_config)
-                calls.append(token)
-                return token, expiry
-
-            config["oauth_cb"] = recording_cb
-            from confluent_kafka import Producer
-
-            producer = Producer(config)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and not (calls and calls[0].encode() in tap.sent):
-                producer.poll(0.2)
-            assert calls, "librdkafka never called the OAUTHBEARER token callback"
-            # The SASL/OAUTHBEARER initial response carries the callback's token: "n,,\x01auth=Bearer <token>".
-            assert b"auth=Bearer " + calls[0].encode() in bytes(tap.sent)
-        finally:
-            tap.close()
-
-
-def test_wrong_scram_credentials_end_with_an_error_naming_the_mechanism(tmp_path):
-    from confluent_kafka import Consumer
-
-    with authenticating_tansu(tmp_path) as broker:
-        strings = {"bootstrap.servers": broker, **auth_client_config(KafkaAuthSettings(
-            mechanism="sasl_scram", tls=False, sasl_username="mallory", sasl_password="wrong"))}
-        config, watch = with_auth_watch({**strings, "group.id": uuid.uuid4().hex, "log_level": 0})
-        consumer = Consumer(config)
-        started = time.monotonic()
-        try:
-            with pytest.raises(KafkaAuthenticationError, match=r"SASL/SCRAM-SHA-512 over SASL_PLAINTEXT as 'mallory'"):
-                list_topics_checked(consumer, strings, watch, timeout=60)
-        finally:
-            consumer.close()
-        assert time.monotonic() - started < 20, "not a clear error: it waited like a hang"
