@@ -49,7 +49,9 @@ class RestartPolicy(BaseModel):
 # Errors the pipeline raises on purpose, and failures that no restart can fix: never retried.
 _PERMANENT = re.compile(
     r"DataLossError|OptionError|StreamNotFoundError|SchemaMismatchError|AnalysisException|"
-    r"SASL|[Aa]uthentication|AccessDenied|InvalidAccessKeyId|NoSuchBucket|ResourceNotFoundException")
+    r"SASL|[Aa]uthentication|AccessDenied|InvalidAccessKeyId|NoSuchBucket|ResourceNotFoundException|"
+    # Spark's Kafka source: records gone (failOnDataLoss), a certificate the client does not trust
+    r"Some data may have been lost|SSL handshake failed|PKIX path building failed")
 # A service that is down, restarting, overloaded or slow: worth waiting for.
 _TRANSIENT = re.compile(
     r"[Cc]onnection refused|ConnectionRefusedError|[Cc]onnection reset|ConnectionResetError|BrokenPipeError|"

@@ -95,7 +95,10 @@ def test_transient_failures_restart_with_growing_waits_and_permanent_ones_stop_t
     ("Generic S3 error: error sending request for url (http://127.0.0.1:1/lake/pin/_delta_log/)", True),
     ("An error occurred (ServiceUnavailable) when calling the PutObject operation", True),
     ("KafkaError{code=_TIMED_OUT,val=-185,str=\"Failed to get watermark offsets: Local: Timed out\"}", True),
-    ("streaming.kafka_source.KafkaDataLossError: DataLossError: offsets 5..9 are gone", False),
+    ("org.apache.spark.sql.kafka010.KafkaIllegalStateException: Some data may have been lost because they are "
+     "not available in Kafka any more", False),
+    ("org.apache.kafka.common.errors.SslAuthenticationException: SSL handshake failed", False),
+    ("org.apache.kafka.common.errors.TimeoutException: Timed out waiting for a node assignment.", True),
     ("schemas.errors.OptionError: option subscribe is required", False),
     ("OSError: When uploading part for key 'raw/x': AWS Error NETWORK_CONNECTION during UploadPart operation: "
      "curlCode: 7, Couldn't connect to server", True),
