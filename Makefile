@@ -102,7 +102,7 @@ bench: install
 	$(PY) benchmarks/merge_pruning.py
 	$(PY) benchmarks/commit_cost.py
 	$(PY) benchmarks/soak.py
-	$(PY) benchmarks/api_throughput.py --batched
+	$(PY) benchmarks/api_throughput.py
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	$(PY) benchmarks/api_load.py
 

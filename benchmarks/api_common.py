@@ -1,4 +1,4 @@
-"""Shared by the API benchmarks: an own tansu, and the API served by a subprocess (its own GIL, as deployed)."""
+"""Shared by the API benchmarks: a Kafka broker of their own, and the API served by a subprocess (its own GIL, as deployed)."""
 
 from __future__ import annotations
 
@@ -29,10 +29,10 @@ def own_broker():
 
 @contextlib.contextmanager
 def api_process(broker: str, prefix: str, extra_env: dict[str, str] | None = None):
-    """`python -m pinpipe.wiring api` against the broker (Kafka only), with the local profile."""
+    """`python -m pinpipe.wiring api` against the broker (Kafka only)."""
     port = local.free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PINPIPE_PREFIX": prefix,
-           "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": broker, "PINPIPE_KAFKA__ONE_MESSAGE_PER_BATCH": "true",
+           "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": broker,
            "PINPIPE_KINESIS__ENDPOINT_URL": "", "PINPIPE_KINESIS__ACCESS_KEY": "",
            "PINPIPE_LOCAL_STATE": tempfile.mkdtemp(), **(extra_env or {})}
     log = open(Path(tempfile.mkdtemp()) / "api.log", "wb")

@@ -6,8 +6,7 @@ Needs `wrk` (Debian: apt-get install wrk). For each step (connections 1, 2, 4, .
 it prints requests/s, records/s, p50/p99 latency and non-2xx answers; the saturation point is the
 first step within 10% of the best throughput. At the end the topic's log must hold at least every
 record the API acknowledged (200s counted by wrk's Lua hooks): 0 acknowledged records lost.
-The API runs in a process of its own with the local profile (one message per batch, so tansu's
-high watermark counts exactly).
+The API runs in a process of its own.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from benchmarks.api_common import api_process, log_end, own_broker  # noqa: E402
 from emulator.generator import generate  # noqa: E402
 from emulator.kafka_target import ensure_topics  # noqa: E402
 
-PRODUCER = {"acks": "all", "enable.idempotence": True, "linger.ms": 5, "batch.num.messages": 1}
+PRODUCER = {"acks": "all", "enable.idempotence": True, "linger.ms": 5}
 
 
 def direct(broker: str, topic: str, records: list[dict]) -> float:
@@ -80,16 +80,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batched", action="store_true",
-                        help="let librdkafka batch (both sides); tansu's watermark is then inexact, so the "
-                             "landed-count check is skipped (acknowledgements are still all checked)")
     args = parser.parse_args()
-    if args.batched:
-        del PRODUCER["batch.num.messages"]
     records = [r for k, r in generate(args.records, seed=1) if k == "pin"][: args.records]
     prefix = f"bench{uuid.uuid4().hex[:6]}"
-    one_per_batch = {"PINPIPE_KAFKA__ONE_MESSAGE_PER_BATCH": str(not args.batched).lower()}
-    with own_broker() as broker, api_process(broker, prefix, one_per_batch) as url:
+    with own_broker() as broker, api_process(broker, prefix) as url:
         topics = [f"{prefix}.{side}{n}" for side in ("direct", "api") for n in range(args.rounds + 1)]
         ensure_topics({"bootstrap.servers": broker}, topics, 2)
         direct(broker, f"{prefix}.direct0", records[:2000])  # warm-up, untimed
@@ -101,14 +95,13 @@ def main() -> None:
                 topic = f"{prefix}.{side}{n}"
                 seconds = direct(broker, topic, records) if side == "direct" else \
                     through_api(url, topic, records, args.clients, args.batch)
-                if not args.batched:
-                    landed = log_end(broker, topic)
-                    assert landed == len(records), f"{side}: {landed} records in {topic}, expected {len(records)}"
+                landed = log_end(broker, topic)
+                assert landed == len(records), f"{side}: {landed} records in {topic}, expected {len(records)}"
                 best[side] = min(best[side], seconds)
                 print(f"round {n} {side:6}: {len(records) / seconds:9,.0f} rec/s ({seconds:.2f} s)", flush=True)
     rates = {side: len(records) / seconds for side, seconds in best.items()}
     print(f"\n{len(records):,} pin records, best of {args.rounds}; API: {args.clients} clients, {args.batch} records/request, "
-          f"{'batched' if args.batched else 'one message per batch (the local profile for tansu)'}")
+          f"librdkafka batching")
     print(f"direct producer : {rates['direct']:9,.0f} rec/s")
     print(f"through the API : {rates['api']:9,.0f} rec/s")
     print(f"ratio           : {rates['api'] / rates['direct']:.2f}x (goal >= 0.5x)")

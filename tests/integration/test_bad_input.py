@@ -60,7 +60,7 @@ KINESIS_MAX = 1_000_000  # a Kinesis record holds at most 1 MiB
 
 def send_to_kafka(settings, corpus) -> None:
     ensure_topics(settings.kafka_config(), topics(settings).values(), 1)
-    producer = Producer({**settings.kafka_config(), "batch.num.messages": 1, "message.max.bytes": 4_000_000})
+    producer = Producer({**settings.kafka_config(), "message.max.bytes": 4_000_000})
     for kind, payload, _ in corpus:
         producer.produce(settings.topic(kind), value=payload, key=b"k", partition=0)
         producer.poll(0)

@@ -1,4 +1,4 @@
-"""The raw archive (Connect S3 sink layout) and the batch path, on real tansu, Spark, Delta and moto S3."""
+"""The raw archive (Connect S3 sink layout) and the batch path, on real Apache Kafka, Spark, Delta and moto S3."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def test_a_hand_made_archive_lands_like_the_stream_and_only_new_files_are_proces
     stream_settings = fresh_settings(kafka_broker, tmp_path / "stream-lake")
     from confluent_kafka import Producer
 
-    producer = Producer({**stream_settings.kafka_config(), "batch.num.messages": 1})
+    producer = Producer(stream_settings.kafka_config())
     for kind, dump in seed_records.items():
         for record in dump:
             producer.produce(stream_settings.topic(kind), json.dumps(record["value"]).encode(), partition=0)

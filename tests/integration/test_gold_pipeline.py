@@ -1,4 +1,4 @@
-"""The eight questions end to end on the demo's kind of data: emulator -> tansu -> streaming job ->
+"""The eight questions end to end on the demo's kind of data: emulator -> Kafka -> streaming job ->
 cleaned Delta -> gold Delta -> report, checked against an independent plain-Python oracle."""
 
 from __future__ import annotations

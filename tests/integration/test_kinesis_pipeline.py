@@ -1,4 +1,4 @@
-"""Kinesis in the same streaming job: real kinesalite, tansu, Spark and Delta."""
+"""Kinesis in the same streaming job: real kinesalite, Apache Kafka, Spark and Delta."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`maintain` while a real stream commits: real tansu, real Spark (processing-time trigger), real Delta."""
+"""`maintain` while a real stream commits: real Apache Kafka, real Spark (processing-time trigger), real Delta."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""End to end on real tansu, real Spark and real Delta tables: emulator -> Kafka -> job -> Delta."""
+"""End to end on real Apache Kafka, real Spark and real Delta tables: emulator -> Kafka -> job -> Delta."""
 
 from __future__ import annotations
 
