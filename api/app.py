@@ -197,13 +197,13 @@ def create_app(settings: ApiSettings, kafka_config: dict[str, str] | None = None
     app.add_middleware(GatewayMiddleware, settings=settings, metrics=metrics, routes=app.router.routes)
 
     # Statuses the gateway in front (the middleware) adds, by what is configured.
-    gateway = (403,) * bool(settings.api_key) + (429,) * bool(settings.rate_limit)
+    gateway_statuses = (403,) * bool(settings.api_key) + (429,) * bool(settings.rate_limit)
 
     def proxy_errors(*statuses: int) -> dict:
-        return _errors(ProxyErrorBody, *statuses, *gateway)
+        return _errors(ProxyErrorBody, *statuses, *gateway_statuses)
 
     def stream_errors(*statuses: int) -> dict:
-        return _errors(StreamErrorBody, *statuses, *gateway)
+        return _errors(StreamErrorBody, *statuses, *gateway_statuses)
 
     # -- errors in the contract's shape ---------------------------------------------------------
 
