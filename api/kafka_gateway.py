@@ -25,6 +25,14 @@ class UnknownTopic(LookupError):
     pass
 
 
+class RecordTooLarge(ValueError):
+    """A record the broker would never take (over message.max.bytes): the client's to fix, not to retry."""
+
+    def __init__(self, index: int, reason: str):
+        super().__init__(reason)
+        self.index, self.reason = index, reason
+
+
 @dataclass(frozen=True)
 class Delivery:
     partition: int | None
@@ -112,6 +120,8 @@ class KafkaGateway:
 
         await self.partitions(topic)  # 404 for a topic that does not exist (no auto-creation)
         meta = await asyncio.to_thread(fetch)
+        if meta is None or meta.error is not None:  # deleted since the cached metadata
+            raise UnknownTopic(topic)
         return {
             "name": topic, "configs": {},
             "partitions": [
@@ -128,7 +138,13 @@ class KafkaGateway:
 
         Raises BrokerUnavailable when not all reports came within the timeout (the records may
         still land: they were not acknowledged, so the client retries, at least once overall).
+        Raises RecordTooLarge before producing any, so a refused request writes nothing.
         """
+        limit = int(self._config.get("message.max.bytes", 1_000_000))  # librdkafka's check: key + value
+        for index, (key, value, _partition) in enumerate(records):
+            size = len(key or b"") + len(value or b"")
+            if size > limit:
+                raise RecordTooLarge(index, f"{size} bytes: larger than the producer's message.max.bytes ({limit})")
         loop = asyncio.get_running_loop()
         if self._broken:
             await asyncio.to_thread(self._renew_producer)

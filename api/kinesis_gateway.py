@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 THROTTLED = {"ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException"}
 
@@ -43,9 +43,13 @@ class KinesisGateway:
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "InternalFailure")
             message = error.response.get("Error", {}).get("Message") or str(error)
+            http = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+            # 401/403 refuse the API's own credentials: not the client's fault, Kinesis is unusable.
             status = 404 if code == "ResourceNotFoundException" else 429 if code in THROTTLED else \
-                400 if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500) < 500 else 503
+                503 if http >= 500 or http in (401, 403) else 400
             raise KinesisError(status, code, message) from None
+        except ParamValidationError as error:  # botocore's own check of the request: the client's input
+            raise KinesisError(400, "ValidationException", str(error)) from None
         except BotoCoreError as error:  # connection refused, endpoint down, read timeout
             raise KinesisError(503, "ServiceUnavailable", f"Kinesis unavailable: {error}") from None
         return _jsonable(response)

@@ -17,6 +17,7 @@ from starlette.routing import Match
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from api.config import ApiSettings
+from api.errors import error_for, render
 
 access_log = logging.getLogger("pinpipe.api.access")
 
@@ -44,11 +45,6 @@ class Metrics:
 
 class BodyTooLarge(Exception):
     pass
-
-
-def error_body(status: int, message: str) -> bytes:
-    # Both the REST proxy's (error_code) and API Gateway's (message) shapes.
-    return json.dumps({"error_code": status, "message": message}).encode()
 
 
 class GatewayMiddleware:
@@ -102,21 +98,22 @@ class GatewayMiddleware:
         rejection = self._rejection(scope, headers)
         try:
             if rejection:
-                await self._send_error(send_tracked, *rejection)
+                await self._send_error(send_tracked, scope["path"], *rejection)
                 scope[ERROR_CODE] = str(rejection[0])
             else:
                 await self.app(scope, receive_limited, send_tracked)
         except BodyTooLarge:
             if not state["started"]:
-                await self._send_error(send_tracked, 413, f"Request Too Long: the body is over {self.max_body} bytes", {})
+                await self._send_error(send_tracked, scope["path"], 413,
+                                       f"Request Too Long: the body is over {self.max_body} bytes", {})
             scope[ERROR_CODE] = "413"
         finally:
             self._record(scope, state["status"], time.perf_counter() - started)
 
     @staticmethod
-    async def _send_error(send, status: int, message: str, extra_headers: dict) -> None:
-        body = error_body(status, message)
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+    async def _send_error(send, path: str, status: int, message: str, extra_headers: dict) -> None:
+        body, media_type = render(error_for(path, status, message))  # in the shape of the path's contract
+        headers = [(b"content-type", media_type.encode()), (b"content-length", str(len(body)).encode()),
                    *extra_headers.items()]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

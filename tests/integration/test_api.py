@@ -195,6 +195,79 @@ def test_error_statuses_of_the_proxy_contracts(deployment):
     assert put.status_code == 415
 
 
+def test_bad_input_is_a_4xx_in_the_contracts_shape_never_an_outage(deployment):
+    """A client's mistake is answered 4xx before it reaches the broker or Kinesis (a 503 here made
+    monitors count the service as down and clients retry forever)."""
+    settings, url = deployment
+    topic, stream = settings.topic("pin"), settings.stream_name("pin")
+    for limit in (-5, 0, 975727236626):
+        response = requests.get(f"{url}/streams", params={"limit": limit})
+        assert (response.status_code, response.json()["__type"]) == (400, "ValidationException"), response.text
+        assert "limit" in response.json()["message"]
+    assert requests.get(f"{url}/streams", params={"limit": 1}).json()["StreamNames"] != []
+
+    for response in (requests.get(f"{url}/streams/bad%20name"),
+                     requests.put(f"{url}/streams/bad$name/record", json={"Data": {"ind": 1}, "PartitionKey": "k"})):
+        assert (response.status_code, response.json()["__type"]) == (400, "ValidationException"), response.text
+        assert "pattern" in response.json()["message"]
+    for response in (requests.get(f"{url}/topics/bad%20name"),
+                     requests.post(f"{url}/topics/bad$name", data=json.dumps({"records": [{"value": 1}]}),
+                                   headers=SEED_BATCH_HEADERS)):
+        assert (response.status_code, response.json()["error_code"]) == (400, 400), response.text
+        assert response.headers["content-type"] == "application/vnd.kafka.v2+json"
+
+    binary = {"Content-Type": "application/vnd.kafka.binary.v2+json"}
+    for value in ("not base64!", 12, {"a": 1}):
+        response = requests.post(f"{url}/topics/{topic}", data=json.dumps({"records": [{"value": value}]}),
+                                 headers=binary)
+        assert (response.status_code, response.json()["error_code"]) == (422, 42205), response.text
+        assert response.headers["content-type"] == "application/vnd.kafka.v2+json"
+    kinesis_json = {"Content-Type": "application/x-amz-json-1.1"}
+    response = requests.put(f"{url}/streams/{stream}/record", headers=kinesis_json,
+                            data=json.dumps({"Data": "not base64!", "PartitionKey": "k"}))
+    assert (response.status_code, response.json()["__type"]) == (422, "ValidationException"), response.text
+    assert "Data" in response.json()["message"]
+
+    # Over the producer's message.max.bytes: the broker would never take it, so no retry can help;
+    # refused before anything of the request is produced.
+    before = len(consume_all(settings.kafka.bootstrap_servers, topic))
+    huge = json.dumps({"records": [{"value": {"ind": 1}}, {"value": "x" * 1_100_000}]})
+    response = requests.post(f"{url}/topics/{topic}", data=huge, headers=SEED_BATCH_HEADERS)
+    assert (response.status_code, response.json()["error_code"]) == (422, 42200), response.text
+    assert response.json()["message"].startswith("records[1]: ") and "message.max.bytes" in response.json()["message"]
+    assert len(consume_all(settings.kafka.bootstrap_servers, topic)) == before
+
+
+def test_kinesis_own_shape_stores_the_base64_decoded_bytes(deployment):
+    settings, url = deployment
+    stream = settings.stream_name("user")
+    kinesis_json = {"Content-Type": "application/x-amz-json-1.1"}
+    raw = b"\x00\x01 not JSON \xff"
+    response = requests.put(f"{url}/streams/{stream}/record", headers=kinesis_json, data=json.dumps(
+        {"StreamName": stream, "Data": base64.b64encode(raw).decode(), "PartitionKey": "k"}))
+    assert response.status_code == 200 and response.json()["ShardId"].startswith("shardId-"), response.text
+    response = requests.put(f"{url}/streams/{stream}/records", headers=kinesis_json, data=json.dumps(
+        {"Records": [{"Data": base64.b64encode(b"r%d" % i).decode(), "PartitionKey": str(i)} for i in range(3)]}))
+    assert response.status_code == 200 and response.json()["FailedRecordCount"] == 0, response.text
+    stored = kinesis_data(aws_client(settings, "kinesis"), stream)
+    assert raw in stored and {b"r0", b"r1", b"r2"} <= set(stored)
+
+
+def test_an_unreachable_kinesis_is_a_503(tmp_path):
+    import boto3
+
+    from api.server import kinesis_client_config
+
+    client = boto3.client("kinesis", endpoint_url=f"http://127.0.0.1:{local.free_port()}", region_name="us-east-1",
+                          aws_access_key_id="x", aws_secret_access_key="x", config=kinesis_client_config())
+    with running_api(ApiSettings(produce_timeout=5), kinesis_client=client) as url:
+        for response in (requests.get(f"{url}/streams", timeout=30),
+                         requests.put(f"{url}/streams/s/record", json={"Data": {"ind": 1}, "PartitionKey": "k"},
+                                      timeout=30)):
+            assert (response.status_code, response.json()["__type"]) == (503, "ServiceUnavailable"), response.text
+        assert requests.get(f"{url}/streams", params={"limit": -5}).status_code == 400  # still the client's error
+
+
 def test_api_key_body_limit_rate_limit_and_contract_validation(deployment):
     settings, _url = deployment
     topic, stream = settings.topic("pin"), settings.stream_name("user")
