@@ -29,14 +29,14 @@ def own_broker():
 
 @contextlib.contextmanager
 def api_process(broker: str, prefix: str, extra_env: dict[str, str] | None = None):
-    """`python -m pinpipe.wiring api` against the broker (Kafka only)."""
+    """`python -m pinpipe.cli api` against the broker (Kafka only)."""
     port = local.free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PINPIPE_PREFIX": prefix,
            "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": broker,
            "PINPIPE_KINESIS__ENDPOINT_URL": "", "PINPIPE_KINESIS__ACCESS_KEY": "",
            "PINPIPE_LOCAL_STATE": tempfile.mkdtemp(), **(extra_env or {})}
     log = open(Path(tempfile.mkdtemp()) / "api.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "pinpipe.wiring", "api", "--port", str(port)], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "pinpipe.cli", "api", "--port", str(port)], env=env,
                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
