@@ -99,7 +99,7 @@ def test_sigkill_during_batch_0_of_a_latest_query_replays_the_same_range(kafka_b
     checkpoint = tmp_path / "lake" / "_checkpoints" / "kafka"
     sent = []
 
-    pinned_start = checkpoint / "pinpipe" / "initial-offsets-kafka.json"
+    pinned_start = checkpoint / "sources" / "0" / "0"  # Spark's Kafka source keeps its initial offsets there
 
     def in_batch_0() -> bool:
         if not sent and pinned_start.exists():  # the query has resolved "latest": send what batch 0 will hold
