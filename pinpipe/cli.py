@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Annotated
 
 import typer
 
-from pinpipe import local
-from pinpipe.settings import LOCAL_STATE_DIR, get_settings
+from pinpipe import local, logs
+from pinpipe.settings import LOCAL_STATE_DIR, Settings, get_settings
 from schemas.errors import PinpipeError
 
 app = typer.Typer(help="Streaming-first Pinterest data pipeline.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
 local_app = typer.Typer(help="Embedded services on 127.0.0.1 (tansu, kinesalite, moto S3).", no_args_is_help=True)
 app.add_typer(local_app, name="local")
+_log_levels = logs.LogLevels()
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log the pipeline's DEBUG lines and Spark's warnings "
+                                          "(PINPIPE_LOG_LEVEL, PINPIPE_SPARK_LOG_LEVEL set them separately)")] = False,
+) -> None:
+    global _log_levels
+    try:
+        settings = get_settings()
+        levels = logs.LogLevels(settings.log_level, settings.spark_log_level)
+    except PinpipeError:  # an invalid setting: the command that reads the settings reports it
+        levels = logs.LogLevels()
+    _log_levels = levels.verbose() if verbose else levels
+    logs.configure(_log_levels)
+
+
+def _spark(settings: Settings):
+    from pinpipe.spark import build_spark_session
+
+    return build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
+                               driver_memory=settings.driver_memory, log_level=_log_levels.spark)
 
 
 def _parse_list(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -125,12 +147,10 @@ def stream(
 ) -> None:
     """Run the streaming job: sources -> cleaning -> Delta tables, until stopped."""
     from pinpipe.pipeline import SOURCES, run_stream, start_observability
-    from pinpipe.spark import build_spark_session
 
     settings = get_settings()
     chosen = SOURCES if sources == "all" else _parse_list(sources, SOURCES, "source")
-    spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
-                                driver_memory=settings.driver_memory)
+    spark = _spark(settings)
     start_observability(spark, settings, available_now, kafka="kafka" in chosen)
     try:
         run_stream(spark, settings, chosen, available_now=available_now, handle_signals=True, archive=archive)
@@ -146,11 +166,9 @@ def batch(
 ) -> None:
     """The batch path: process the raw archive's new objects (or a backfill range), then exit."""
     from pinpipe.pipeline import run_batch, start_observability
-    from pinpipe.spark import build_spark_session
 
     settings = get_settings()
-    spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
-                                driver_memory=settings.driver_memory)
+    spark = _spark(settings)
     start_observability(spark, settings, available_now=True, kafka=False)
     try:
         run_batch(spark, settings, from_date, to_date, glob)
@@ -191,15 +209,13 @@ def query(
 ) -> None:
     """Answer the seed's questions over the cleaned tables: write each to <lake>/gold/<name> and print it."""
     from batch.gold import GoldError, format_table, gold_path, resolve_names, run_queries
-    from pinpipe.spark import build_spark_session
 
     settings = get_settings()
     try:
         chosen = resolve_names(names)
     except GoldError as error:
         raise typer.BadParameter(str(error), param_hint="NAME") from None
-    spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
-                                driver_memory=settings.driver_memory)
+    spark = _spark(settings)
     try:
         results = run_queries(spark, settings.lake, chosen, settings.delta_storage_options())
     finally:
@@ -219,7 +235,7 @@ def report(out: Annotated[str, typer.Option(help="Where to write the HTML report
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()  # the defaults until the app's options and settings are read
     try:
         app()
     except PinpipeError as error:  # settings and other errors the pipeline reports on purpose: one line
