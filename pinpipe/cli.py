@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Annotated
 
@@ -31,6 +32,21 @@ def _global_options(
         levels = logs.LogLevels()
     _log_levels = levels.verbose() if verbose else levels
     logs.configure(_log_levels)
+
+
+@contextlib.contextmanager
+def _progress(spark, running_count: bool):
+    """A line per completed batch of each query; with ``running_count`` a counter of the rows read (on a terminal)."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from streaming.progress import start_progress
+
+    listener = start_progress(spark, running_count)
+    try:
+        with logging_redirect_tqdm():  # log lines print above the counter instead of through it
+            yield listener
+    finally:
+        listener.close()
 
 
 def _spark(settings: Settings):
@@ -146,14 +162,26 @@ def stream(
     archive: Annotated[bool, typer.Option("--archive", help="Also copy every Kafka record to the raw archive")] = False,
 ) -> None:
     """Run the streaming job: sources -> cleaning -> Delta tables, until stopped."""
-    from pinpipe.pipeline import SOURCES, run_stream, start_observability
+    from pinpipe.pipeline import SOURCES, kinesis_options, run_stream, start_observability
+    from streaming.preflight import Reachability
+    from streaming.supervisor import count_restart
 
     settings = get_settings()
     chosen = SOURCES if sources == "all" else _parse_list(sources, SOURCES, "source")
+    sources_reached = Reachability.of(
+        kafka_config=settings.kafka_config() if "kafka" in chosen or archive else None,
+        kinesis_options=kinesis_options(settings) if "kinesis" in chosen else None)
+    policy = settings.restart.for_mode(available_now).describing_failures_with(sources_reached.describe)
+    if available_now:  # a source that cannot be reached ends the run at once: its scheduler retries it
+        sources_reached.check()
     spark = _spark(settings)
     start_observability(spark, settings, available_now, kafka="kafka" in chosen)
     try:
-        run_stream(spark, settings, chosen, available_now=available_now, handle_signals=True, archive=archive)
+        if not available_now:  # a long-running stream waits for its sources under its restart policy
+            sources_reached.wait(policy.max_restarts, policy.wait, on_retry=lambda source, _error: count_restart(source))
+        with _progress(spark, available_now):
+            run_stream(spark, settings, chosen, available_now=available_now, handle_signals=True, archive=archive,
+                       restart=policy)
     finally:
         spark.stop()
 
@@ -171,7 +199,8 @@ def batch(
     spark = _spark(settings)
     start_observability(spark, settings, available_now=True, kafka=False)
     try:
-        run_batch(spark, settings, from_date, to_date, glob)
+        with _progress(spark, running_count=True):
+            run_batch(spark, settings, from_date, to_date, glob)
     finally:
         spark.stop()
 
