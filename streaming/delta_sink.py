@@ -193,7 +193,8 @@ class DeltaRsSink(_AppIdMixin):
         arrow = routed.toArrow()
         collected = time.perf_counter()
         self.write_arrow(arrow, batch_id)
-        log.info("%s batch %d: %d rows, %.2fs to Arrow, %.2fs to Delta", self.query_name, batch_id,
+        # DEBUG: streaming.progress logs each batch's line (rows per table); these are its timings.
+        log.debug("%s batch %d: %d rows, %.2fs to Arrow, %.2fs to Delta", self.query_name, batch_id,
                  arrow.num_rows, collected - started, time.perf_counter() - collected)
 
     def write_arrow(self, routed: pa.Table, batch_id: int) -> None:

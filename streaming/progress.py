@@ -3,7 +3,7 @@
 :class:`ProgressListener` (a ``StreamingQueryListener``, on the driver) logs, for each batch that
 read something::
 
-    kafka batch 3: 900 rows in; pin 300, geo 300, user 297, quarantine 3; 2.4 s
+    kafka batch 3: 900 rows in; pin 300, geo 300, user 297; quarantined 3; 2.4 s
 
 rows in from the query's progress report; rows per table (before the upsert keeps one per ``ind``)
 and quarantined records from what the Delta sink counted for the job's metrics
@@ -26,11 +26,16 @@ from streaming.metrics import PipelineMetrics, default_metrics
 log = logging.getLogger(__name__)
 
 
+OWN_LINES = ("archive",)  # queries that log their own line per batch (the archive: objects written)
+
+
 def format_batch(query: str, batch_id: int, rows_in: int, tables: dict[str, int], seconds: float) -> str:
-    """``kafka batch 3: 900 rows in; pin 300, geo 300, user 297, quarantine 3; 2.4 s``."""
+    """``kafka batch 3: 900 rows in; pin 300, geo 300, user 297; quarantined 3; 2.4 s`` (without table
+    counts where the sink reports none: the native delta-spark sink)."""
     parts = [f"{query} batch {batch_id}: {rows_in:,} rows in"]
     if tables:
-        parts.append(", ".join(f"{table} {tables[table]:,}" for table in TABLES if table in tables))
+        parts.append(", ".join(f"{table} {tables.get(table, 0):,}" for table in TABLES if table != "quarantine"))
+        parts.append(f"quarantined {tables.get('quarantine', 0):,}")
     parts.append(f"{seconds:.1f} s")
     return "; ".join(parts)
 
@@ -78,6 +83,8 @@ class ProgressListener(StreamingQueryListener):
     def report(self, progress) -> str | None:
         """Log the line of one progress report (None: the batch read nothing and wrote nothing)."""
         query = progress.name or str(progress.id)
+        if query in OWN_LINES:
+            return None
         with self._lock:
             now = rows_written(self.metrics, query)
             before = self._seen[query]
