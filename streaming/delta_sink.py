@@ -248,7 +248,15 @@ class DeltaRsSink(_AppIdMixin):
             # streamed_exec=False: the source (one micro-batch, already in memory) keeps its statistics, from
             # which delta-rs derives its own min/max pruning predicate; the literal bounds above are finer.
             # Either way a MERGE reads only the target files the batch can touch, not the whole table.
-            merger.execute()
+            metrics = merger.execute()
+            if not (metrics.get("num_target_rows_inserted") or metrics.get("num_target_rows_updated")):
+                # Every row was older than the table's copy (the same post came through the other source
+                # first): delta-rs commits nothing, so record the batch in an empty commit, with its app
+                # transaction (a replay skips it) and the rows it offered (`pinpipe show` counts them).
+                target.create_write_transaction([], mode="append", schema=target.schema(), commit_properties=
+                                                CommitProperties(app_transactions=commit.app_transactions,
+                                                                 custom_metadata={"num_source_rows": str(metrics.get(
+                                                                     "num_source_rows", 0))}))
             record_commit(self.query_name, table, rows, target.version())
         except CommitFailedError as error:  # another query committed first: re-read and retry
             raise _CommitConflict(str(error)) from error

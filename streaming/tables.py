@@ -88,7 +88,9 @@ def copies_by_query(path: str, storage_options: dict[str, str] | None = None) ->
         with filesystem.open_input_stream(f"{log}/{name}") as stream:
             actions = [json.loads(line) for line in stream.read().decode().splitlines() if line.strip()]
         apps = [a["txn"]["appId"] for a in actions if "txn" in a]
-        metrics = next((a["commitInfo"].get("operationMetrics") or {} for a in actions if "commitInfo" in a), {})
+        info = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+        # A MERGE's metrics, or (an empty commit the sink made for a batch that changed nothing) its own field.
+        metrics = info.get("operationMetrics") or info
         rows = next((int(metrics[k]) for k in _OFFERED_METRICS if k in metrics), None)
         if apps and rows is not None and apps[0].startswith("pinpipe:"):
             query = apps[0].split(":")[1]
