@@ -470,7 +470,20 @@ def commit_offsets_to_group(client_config: Mapping[str, str], group: str, end: M
         consumer.close()
 
 
-class ConsumerGroupCommitter(StreamingQueryListener):
+class ProgressOnlyListener(StreamingQueryListener):
+    """A listener that acts on progress reports only (the other events are no-ops)."""
+
+    def onQueryStarted(self, event) -> None:
+        pass
+
+    def onQueryIdle(self, event) -> None:
+        pass
+
+    def onQueryTerminated(self, event) -> None:
+        pass
+
+
+class ConsumerGroupCommitter(ProgressOnlyListener):
     """Opt-in: after each batch of the given queries, commit its Kafka end offsets to ``group``.
 
     A progress report is sent once the batch is in Delta and in the checkpoint's commit log, so the
@@ -482,15 +495,6 @@ class ConsumerGroupCommitter(StreamingQueryListener):
     def __init__(self, client_config: Mapping[str, str], group: str, queries: Iterable[str] = ("kafka",)) -> None:
         self.client_config, self.group, self.queries = dict(client_config), group, set(queries)
         self._committed: dict[str, object] = {}
-
-    def onQueryStarted(self, event) -> None:
-        pass
-
-    def onQueryIdle(self, event) -> None:
-        pass
-
-    def onQueryTerminated(self, event) -> None:
-        pass
 
     def onQueryProgress(self, event) -> None:
         progress = event.progress

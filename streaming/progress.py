@@ -18,10 +18,8 @@ import logging
 import threading
 from collections import defaultdict
 
-from pyspark.sql.streaming.listener import StreamingQueryListener
-
 from schemas.contracts import TABLES
-from streaming.metrics import PipelineMetrics, default_metrics
+from streaming.metrics import PipelineMetrics, ProgressOnlyListener, default_metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,29 +48,16 @@ def rows_written(metrics: PipelineMetrics, query: str) -> dict[str, int]:
     return counts
 
 
-class ProgressListener(StreamingQueryListener):
+class ProgressListener(ProgressOnlyListener):
     """Logs one line per completed micro-batch of every query; optionally a running count (tqdm)."""
 
-    def __init__(self, metrics: PipelineMetrics | None = None, running_count: bool = False) -> None:
+    def __init__(self, metrics: PipelineMetrics | None = None, counter=None) -> None:
+        """``counter``: a tqdm bar to count the rows read in (see :func:`running_counter`), or None."""
         self.metrics = metrics or default_metrics()
         self._seen: dict[str, dict[str, int]] = defaultdict(dict)  # query -> rows per table already shown
         self._lock = threading.Lock()
-        self._totals: dict[str, int] = defaultdict(int)
-        self._bar = None
-        if running_count:
-            from tqdm import tqdm
-
-            # Only on a terminal (disable=None), and only once a run has lasted a few seconds (delay).
-            self._bar = tqdm(desc="rows read", unit=" rows", unit_scale=True, disable=None, delay=2, leave=False)
-
-    def onQueryStarted(self, event) -> None:
-        pass
-
-    def onQueryIdle(self, event) -> None:
-        pass
-
-    def onQueryTerminated(self, event) -> None:
-        pass
+        self.totals: dict[str, int] = defaultdict(int)  # rows read per query so far
+        self._bar = counter
 
     def onQueryProgress(self, event) -> None:
         try:
@@ -94,11 +79,11 @@ class ProgressListener(StreamingQueryListener):
             rows_in = progress.numInputRows or 0
             if not rows_in and not tables:
                 return None
-            self._totals[query] += rows_in
+            self.totals[query] += rows_in
             if self._bar is not None:
-                self._bar.update(rows_in)
-                self._bar.set_postfix_str(", ".join(f"{q} {n:,}" for q, n in sorted(self._totals.items())),
+                self._bar.set_postfix_str(", ".join(f"{q} {n:,}" for q, n in sorted(self.totals.items())),
                                           refresh=False)
+                self._bar.update(rows_in)
         line = format_batch(query, progress.batchId, rows_in, tables, progress.batchDuration / 1000)
         log.info(line)
         return line
@@ -108,8 +93,17 @@ class ProgressListener(StreamingQueryListener):
             self._bar.close()
 
 
+def running_counter(file=None, delay: float = 2.0):
+    """A tqdm counter of the rows read (no total: a source's end is known only when it is reached),
+    shown on a terminal only (unless ``file`` is given) and once the run has lasted ``delay`` seconds."""
+    from tqdm import tqdm
+
+    return tqdm(desc="rows read", unit=" rows", unit_scale=True, file=file, disable=None if file is None else False,
+                delay=delay, leave=False)
+
+
 def start_progress(spark, running_count: bool = False) -> ProgressListener:
     """What ``pinpipe stream`` / ``pinpipe batch`` call before starting their queries."""
-    listener = ProgressListener(running_count=running_count)
+    listener = ProgressListener(counter=running_counter() if running_count else None)
     spark.streams.addListener(listener)
     return listener
