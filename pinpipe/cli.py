@@ -2,20 +2,58 @@
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import sys
 from typing import Annotated
 
 import typer
 
-from pinpipe import local
-from pinpipe.settings import LOCAL_STATE_DIR, get_settings
+from pinpipe import local, logs
+from pinpipe.settings import LOCAL_STATE_DIR, Settings, get_settings
 from schemas.errors import PinpipeError
 
 app = typer.Typer(help="Streaming-first Pinterest data pipeline.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
 local_app = typer.Typer(help="Embedded services on 127.0.0.1 (tansu, kinesalite, moto S3).", no_args_is_help=True)
 app.add_typer(local_app, name="local")
+_log_levels = logs.LogLevels()
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log the pipeline's DEBUG lines and Spark's warnings "
+                                          "(PINPIPE_LOG_LEVEL, PINPIPE_SPARK_LOG_LEVEL set them separately)")] = False,
+) -> None:
+    global _log_levels
+    try:
+        settings = get_settings()
+        levels = logs.LogLevels(settings.log_level, settings.spark_log_level)
+    except PinpipeError:  # an invalid setting: the command that reads the settings reports it
+        levels = logs.LogLevels()
+    _log_levels = levels.verbose() if verbose else levels
+    logs.configure(_log_levels)
+
+
+@contextlib.contextmanager
+def _progress(spark, running_count: bool):
+    """A line per completed batch of each query; with ``running_count`` a counter of the rows read (on a terminal)."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from streaming.progress import start_progress
+
+    listener = start_progress(spark, running_count)
+    try:
+        with logging_redirect_tqdm():  # log lines print above the counter instead of through it
+            yield listener
+    finally:
+        listener.close()
+
+
+def _spark(settings: Settings):
+    from pinpipe.spark import build_spark_session
+
+    return build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
+                               driver_memory=settings.driver_memory, log_level=_log_levels.spark)
 
 
 def _parse_list(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -123,16 +161,26 @@ def stream(
     archive: Annotated[bool, typer.Option("--archive", help="Also copy every Kafka record to the raw archive")] = False,
 ) -> None:
     """Run the streaming job: sources -> cleaning -> Delta tables, until stopped."""
-    from pinpipe.pipeline import SOURCES, run_stream, start_observability
-    from pinpipe.spark import build_spark_session
+    from pinpipe.pipeline import SOURCES, kinesis_options, run_stream, start_observability
+    from streaming.preflight import Reachability
+    from streaming.supervisor import count_restart
 
     settings = get_settings()
     chosen = SOURCES if sources == "all" else _parse_list(sources, SOURCES, "source")
-    spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
-                                driver_memory=settings.driver_memory)
+    sources_reached = Reachability.of(
+        kafka_config=settings.kafka_config() if "kafka" in chosen or archive else None,
+        kinesis_options=kinesis_options(settings) if "kinesis" in chosen else None)
+    policy = settings.restart.for_mode(available_now).describing_failures_with(sources_reached.describe)
+    if available_now:  # a source that cannot be reached ends the run at once: its scheduler retries it
+        sources_reached.check()
+    spark = _spark(settings)
     start_observability(spark, settings, available_now, kafka="kafka" in chosen)
     try:
-        run_stream(spark, settings, chosen, available_now=available_now, handle_signals=True, archive=archive)
+        if not available_now:  # a long-running stream waits for its sources under its restart policy
+            sources_reached.wait(policy.max_restarts, policy.wait, on_retry=lambda source, _error: count_restart(source))
+        with _progress(spark, available_now):
+            run_stream(spark, settings, chosen, available_now=available_now, handle_signals=True, archive=archive,
+                       restart=policy)
     finally:
         spark.stop()
 
@@ -145,14 +193,13 @@ def batch(
 ) -> None:
     """The batch path: process the raw archive's new objects (or a backfill range), then exit."""
     from pinpipe.pipeline import run_batch, start_observability
-    from pinpipe.spark import build_spark_session
 
     settings = get_settings()
-    spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
-                                driver_memory=settings.driver_memory)
+    spark = _spark(settings)
     start_observability(spark, settings, available_now=True, kafka=False)
     try:
-        run_batch(spark, settings, from_date, to_date, glob)
+        with _progress(spark, running_count=True):
+            run_batch(spark, settings, from_date, to_date, glob)
     finally:
         spark.stop()
 
@@ -190,15 +237,13 @@ def query(
 ) -> None:
     """Answer the seed's questions over the cleaned tables: write each to <lake>/gold/<name> and print it."""
     from batch.gold import GoldError, format_table, gold_path, resolve_names, run_queries
-    from pinpipe.spark import build_spark_session
 
     settings = get_settings()
     try:
         chosen = resolve_names(names)
     except GoldError as error:
         raise typer.BadParameter(str(error), param_hint="NAME") from None
-    spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
-                                driver_memory=settings.driver_memory)
+    spark = _spark(settings)
     try:
         results = run_queries(spark, settings.lake, chosen, settings.delta_storage_options())
     finally:
@@ -218,7 +263,7 @@ def report(out: Annotated[str, typer.Option(help="Where to write the HTML report
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()  # the defaults until the app's options and settings are read
     try:
         app()
     except PinpipeError as error:  # settings and other errors the pipeline reports on purpose: one line

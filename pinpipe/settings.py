@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.config import ApiSettings
+from pinpipe.logs import LogLevel
 from streaming.kafka_auth import KafkaAuthSettings, auth_client_config, java_client_config
 from streaming.maintenance import MaintenanceSettings
 from streaming.metrics import MetricsSettings
@@ -107,6 +108,9 @@ class Settings(BaseSettings):
     shuffle_partitions: int = Field(2, gt=0)
     # JVM heap of a locally started Spark driver (local mode runs the tasks in it too).
     driver_memory: str = Field("4g", pattern=r"^\d+[kmgt]$")
+    # What the commands log (pinpipe.logs): the pipeline's own lines, and Spark's JVM + py4j.
+    log_level: LogLevel = "INFO"
+    spark_log_level: LogLevel = "ERROR"
 
     @field_validator("lake")
     @classmethod

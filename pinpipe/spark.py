@@ -8,6 +8,8 @@ import sys
 
 from pyspark.sql import SparkSession
 
+from pinpipe.logs import log4j_level, spark_java_options
+
 
 # The driver collects each micro-batch as Arrow buffers of a few MB. Under G1's default region size
 # (2 MB for a 4 GB heap) each is a "humongous" object with regions of its own, and the heap's peak
@@ -29,17 +31,21 @@ def spark_confs() -> dict[str, str]:
 
 
 def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shuffle_partitions: int = 2,
-                        ui: bool = False, driver_memory: str = "4g") -> SparkSession:
+                        ui: bool = False, driver_memory: str = "4g", log_level: str = "ERROR") -> SparkSession:
+    """``log_level``: Spark's JVM log (PINPIPE_SPARK_LOG_LEVEL); see :mod:`pinpipe.logs`."""
     # Workers must run this interpreter (with pyarrow and the project installed), not whatever
     # `python3` is first on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder
-    # Under spark-submit (or on Databricks) the launcher already chose the master: keep it.
+    java_options = DRIVER_JAVA_OPTIONS
+    # Under spark-submit (or on Databricks) the launcher already chose the master (and the JVM's log
+    # configuration): keep them.
     if not launched_by_spark():
         from pinpipe.jvm import spark_jars
 
         builder = builder.master(with_task_retries(master)).config("spark.jars", ",".join(spark_jars()))
+        java_options = f"{java_options} {spark_java_options(log_level)}"
     for key, value in spark_confs().items():
         builder = builder.config(key, value)
     builder = (
@@ -52,10 +58,10 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
-        .config("spark.driver.extraJavaOptions", DRIVER_JAVA_OPTIONS)
+        .config("spark.driver.extraJavaOptions", java_options)
     )
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    spark.sparkContext.setLogLevel(log4j_level(log_level))
     register_data_sources(spark)
     return spark
 

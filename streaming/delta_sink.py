@@ -193,7 +193,8 @@ class DeltaRsSink(_AppIdMixin):
         arrow = routed.toArrow()
         collected = time.perf_counter()
         self.write_arrow(arrow, batch_id)
-        log.info("%s batch %d: %d rows, %.2fs to Arrow, %.2fs to Delta", self.query_name, batch_id,
+        # DEBUG: streaming.progress logs each batch's line (rows per table); these are its timings.
+        log.debug("%s batch %d: %d rows, %.2fs to Arrow, %.2fs to Delta", self.query_name, batch_id,
                  arrow.num_rows, collected - started, time.perf_counter() - collected)
 
     def write_arrow(self, routed: pa.Table, batch_id: int) -> None:
@@ -247,7 +248,15 @@ class DeltaRsSink(_AppIdMixin):
             # streamed_exec=False: the source (one micro-batch, already in memory) keeps its statistics, from
             # which delta-rs derives its own min/max pruning predicate; the literal bounds above are finer.
             # Either way a MERGE reads only the target files the batch can touch, not the whole table.
-            merger.execute()
+            metrics = merger.execute()
+            if not (metrics.get("num_target_rows_inserted") or metrics.get("num_target_rows_updated")):
+                # Every row was older than the table's copy (the same post came through the other source
+                # first): delta-rs commits nothing, so record the batch in an empty commit, with its app
+                # transaction (a replay skips it) and the rows it offered (`pinpipe show` counts them).
+                target.create_write_transaction([], mode="append", schema=target.schema(), commit_properties=
+                                                CommitProperties(app_transactions=commit.app_transactions,
+                                                                 custom_metadata={"num_source_rows": str(metrics.get(
+                                                                     "num_source_rows", 0))}))
             record_commit(self.query_name, table, rows, target.version())
         except CommitFailedError as error:  # another query committed first: re-read and retry
             raise _CommitConflict(str(error)) from error

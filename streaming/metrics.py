@@ -182,6 +182,8 @@ class PipelineMetrics:
                                            ("query", "table"), LATENCY_BUCKETS, registry)
         self.query_active = Gauge("pinpipe_query_active", "1 while the query runs, 0 once it stopped", ["query"], **kw())
         self.query_failures = Counter("pinpipe_query_failures", "Queries that stopped with an error", ["query"], **kw())
+        self.query_restarts = Counter("pinpipe_query_restarts", "Restarts of a query (or of its start) after a "
+                                      "source or service could not be reached", ["query"], **kw())
         self.trigger_interval = Gauge("pinpipe_trigger_interval_seconds",
                                       "Processing-time trigger of the running job (absent for availableNow runs)",
                                       **kw())
@@ -209,6 +211,7 @@ class PipelineMetrics:
     def ensure_query(self, query: str) -> None:
         """Series that must exist from the start (a counter at 0 is data; a missing one is not)."""
         self.query_failures.labels(query)
+        self.query_restarts.labels(query)
         for rule in RULE_NAMES:
             self.quarantined.labels(query, rule)
 
@@ -467,7 +470,20 @@ def commit_offsets_to_group(client_config: Mapping[str, str], group: str, end: M
         consumer.close()
 
 
-class ConsumerGroupCommitter(StreamingQueryListener):
+class ProgressOnlyListener(StreamingQueryListener):
+    """A listener that acts on progress reports only (the other events are no-ops)."""
+
+    def onQueryStarted(self, event) -> None:
+        pass
+
+    def onQueryIdle(self, event) -> None:
+        pass
+
+    def onQueryTerminated(self, event) -> None:
+        pass
+
+
+class ConsumerGroupCommitter(ProgressOnlyListener):
     """Opt-in: after each batch of the given queries, commit its Kafka end offsets to ``group``.
 
     A progress report is sent once the batch is in Delta and in the checkpoint's commit log, so the
@@ -479,15 +495,6 @@ class ConsumerGroupCommitter(StreamingQueryListener):
     def __init__(self, client_config: Mapping[str, str], group: str, queries: Iterable[str] = ("kafka",)) -> None:
         self.client_config, self.group, self.queries = dict(client_config), group, set(queries)
         self._committed: dict[str, object] = {}
-
-    def onQueryStarted(self, event) -> None:
-        pass
-
-    def onQueryIdle(self, event) -> None:
-        pass
-
-    def onQueryTerminated(self, event) -> None:
-        pass
 
     def onQueryProgress(self, event) -> None:
         progress = event.progress

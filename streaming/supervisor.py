@@ -12,6 +12,12 @@ restart loses nothing and writes nothing twice; the supervisor only decides *whe
 - anything else (``DataLossError``, ``OptionError``, a schema mismatch, a bug) stops the job at
   once with its own error, as does a transient failure once ``max_restarts`` restarts in a row
   made no progress.
+
+The policy depends on the run (:meth:`RestartPolicy.for_mode`): a long-running stream rides out an
+outage (8 restarts, waits up to a minute), an ``availableNow`` run, which its scheduler retries on
+its own, gives up sooner (2). Each restart is logged as one line (the shell may name the
+unreachable setting and address in it: :meth:`RestartPolicy.describing_failures_with`) and counted
+in the ``pinpipe_query_restarts_total`` metric.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 from tenacity import RetryCallState, wait_exponential_jitter
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,31 @@ class RestartPolicy(BaseModel):
     backoff_initial: float = Field(1.0, gt=0, description="seconds before the first restart")
     backoff_max: float = Field(60.0, gt=0, description="longest wait between two restarts, seconds")
     backoff_jitter: float = Field(1.0, ge=0, description="random seconds added to each wait (0..jitter)")
+    available_now_max_restarts: int = Field(2, ge=0, description="max_restarts of an availableNow run")
+    # (query, error) -> the line to log for it, or None for the error's own summary (set by the shell).
+    _describe: Callable[[str, BaseException], str | None] | None = PrivateAttr(default=None)
+
+    def for_mode(self, available_now: bool) -> "RestartPolicy":
+        """The policy of a run: an availableNow run gives up after ``available_now_max_restarts``."""
+        return self.model_copy(update={"max_restarts": self.available_now_max_restarts}) if available_now else self
+
+    def describing_failures_with(self, describe: Callable[[str, BaseException], str | None]) -> "RestartPolicy":
+        """A copy that logs a failure with ``describe(query, error)``'s line where it gives one."""
+        policy = self.model_copy()
+        policy._describe = describe
+        return policy
+
+    def describe(self, query: str, error: BaseException) -> str:
+        """One line for a failed query: the shell's description if it has one, else the error's cause."""
+        if self._describe is not None:
+            try:
+                line = self._describe(query, error)
+            except Exception:  # noqa: BLE001 - a description must not change what happens to the query
+                log.debug("could not describe the failure of %s", query, exc_info=True)
+                line = None
+            if line:
+                return line
+        return _summary(error)
 
     def wait(self, attempt: int) -> float:
         """Seconds before restart number ``attempt`` (1, 2, ...): initial * 2^(attempt-1) + jitter, capped."""
@@ -152,16 +183,26 @@ class Supervisor:
         return self._failed(name, entry, error, progressed=bool(entry.query.recentProgress))
 
     def _failed(self, name: str, entry: _Supervised, error: BaseException, progressed: bool) -> bool:
+        cause = self.policy.describe(name, error)
         if not is_transient(error):
-            log.error("query %s failed and will not be restarted: %s", name, _summary(error))
+            log.error("query %s failed and will not be restarted: %s", name, cause)
             raise error
         entry.failures = 1 if progressed else entry.failures + 1
         if entry.failures > self.policy.max_restarts:
-            log.error("query %s: %d restarts in a row made no progress; giving up", name, self.policy.max_restarts)
+            log.error("query %s failed (%s); %d restarts in a row made no progress; giving up", name, cause,
+                      self.policy.max_restarts)
             raise error
         wait = self.policy.wait(entry.failures)
-        self.restarts.append(Restart(name, entry.failures, wait, _summary(error)))
-        log.warning("query %s failed (%s); restart %d/%d in %.1f s", name, _summary(error), entry.failures,
+        self.restarts.append(Restart(name, entry.failures, wait, cause))
+        count_restart(name)
+        log.warning("query %s failed (%s); restart %d/%d in %.1f s", name, cause, entry.failures,
                     self.policy.max_restarts, wait)
         entry.query, entry.restart_at = None, time.monotonic() + wait
         return True
+
+
+def count_restart(query: str) -> None:
+    """One more restart of ``query`` in the job's metrics (``pinpipe_query_restarts_total``)."""
+    from streaming.metrics import default_metrics
+
+    default_metrics().query_restarts.labels(query).inc()
