@@ -14,7 +14,7 @@ from schemas.errors import PinpipeError
 
 app = typer.Typer(help="Streaming-first Pinterest data pipeline.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
-local_app = typer.Typer(help="Embedded services on 127.0.0.1 (tansu, kinesalite, moto S3).", no_args_is_help=True)
+local_app = typer.Typer(help="Embedded services on 127.0.0.1 (Apache Kafka, kinesalite, moto S3).", no_args_is_help=True)
 app.add_typer(local_app, name="local")
 _log_levels = logs.LogLevels()
 
@@ -109,7 +109,7 @@ def emulate(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed sends the same records")] = 0,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions (Kafka) / shards (Kinesis) of what it creates")] = 2,
     misrouted_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of posts whose user record goes astray")] = 0.002,
-    bulk: Annotated[bool, typer.Option(help="Kafka: batch sends (bulk loads; in a stream, tansu's cost per record stays flat)")] = False,
+    bulk: Annotated[bool, typer.Option(help="Kafka: a longer linger (100 ms) for bulk loads")] = False,
     linger_ms: Annotated[int | None, typer.Option(min=0, help="Kafka: how long the producer waits to fill a batch (default: 100 with --bulk, else 5)")] = None,
     aggregate: Annotated[bool, typer.Option(help="Kinesis: pack records KPL-style (aws-kinesis-agg)")] = False,
     partition_key: Annotated[str, typer.Option(help="Kinesis partition key: ind (spread, per-post order) or kind (the seed's)")] = "ind",

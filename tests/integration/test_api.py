@@ -1,4 +1,4 @@
-"""The ingest API on real uvicorn, tansu, kinesalite, Spark and Delta: the seed's clients, every error status,
+"""The ingest API on real uvicorn, Apache Kafka, kinesalite, Spark and Delta: the seed's clients, every error status,
 a broker that stops, and the emulator through the API into the streaming job."""
 
 from __future__ import annotations

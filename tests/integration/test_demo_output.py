@@ -41,7 +41,7 @@ def test_the_demo_prints_at_most_three_jvm_lines(kafka_broker, kinesis_endpoint,
     env.update({
         "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")])),
         "PINPIPE_PREFIX": f"d{uuid.uuid4().hex[:8]}", "PINPIPE_LAKE": "demo-lake", "PINPIPE_METRICS__PORT": "0",
-        "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka_broker, "PINPIPE_KAFKA__ONE_MESSAGE_PER_BATCH": "true",
+        "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka_broker,
         "PINPIPE_KINESIS__ENDPOINT_URL": kinesis_endpoint,
         "PINPIPE_KINESIS__ACCESS_KEY": "local", "PINPIPE_KINESIS__SECRET_KEY": "local",
     })
