@@ -29,8 +29,15 @@ def ensure_topics(client_config: dict[str, str], topics: Iterable[str], partitio
         except Exception as error:  # created meanwhile by someone else is fine
             if "TOPIC_ALREADY_EXISTS" not in str(error):
                 raise
-    metadata = admin.list_topics(timeout=30).topics
-    return {t: len(metadata[t].partitions) for t in topics}
+    # A broker answers CreateTopics before every broker's metadata has the topic: wait until it shows.
+    deadline = time.monotonic() + 30
+    while True:
+        metadata = admin.list_topics(timeout=30).topics
+        if all(t in metadata and metadata[t].partitions and metadata[t].error is None for t in topics):
+            return {t: len(metadata[t].partitions) for t in topics}
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics not visible 30 s after creation: {[t for t in topics if t not in metadata]}")
+        time.sleep(0.1)
 
 
 def emulator_producer(client_config: dict[str, str], linger_ms: int = 5) -> Producer:
