@@ -1,14 +1,14 @@
 """Kafka -> cleaned Delta (the whole job's Kafka query) against the engine's floor on the same topics.
 
-Three sides read the same records from the same Apache Kafka topics with trigger(availableNow=True)
+Two sides read the same records from the same Apache Kafka topics with trigger(availableNow=True)
 in one SparkSession, measured in the same run:
 
 - pipeline: the job's Kafka query as `pinpipe stream` builds it (Spark's Kafka source, the shared
   cleaning, the four Delta tables);
 - floor: Spark's Kafka source -> `from_json` into the contracts' raw struct -> parquet, no rules: it
-  shares nothing with the code under test but the broker and Spark;
-- python-source (with --python-source, while `streaming/kafka_source.py` exists): the pipeline with
-  the project's former Python Kafka source instead of Spark's.
+  shares nothing with the code under test but the broker and Spark.
+
+(Until 2026-12-02 it also ran the project's former Python Kafka source, deleted since: see README.)
 
 First an untimed warm-up of every side on a small set of its own (the JVM's JIT and Spark's code
 generation start cold), then --repeats timed attempts, the sides' order rotating; the best attempt
@@ -35,13 +35,12 @@ from benchmarks.reference import Timing, batch_seconds  # noqa: E402
 from emulator.generator import Dirt, generate  # noqa: E402
 from emulator.kafka_target import produce  # noqa: E402
 from pinpipe import local  # noqa: E402
-from pinpipe.pipeline import read_source, sink_factory, start_source_query  # noqa: E402
+from pinpipe.pipeline import read_source, start_source_query  # noqa: E402
 from pinpipe.settings import Settings  # noqa: E402
 from pinpipe.spark import build_spark_session  # noqa: E402
 from pinpipe.wiring import kafka_target_args  # noqa: E402
 from schemas.contracts import RAW_FIELDS  # noqa: E402
-from streaming.envelopes import kafka_envelope  # noqa: E402
-from streaming.job import Trigger, await_queries, start_table_query  # noqa: E402
+from streaming.job import await_queries  # noqa: E402
 
 # Every kind's raw fields as the contracts type them (one struct for the three topics).
 RAW_STRUCT = ", ".join(f"`{name}` {type_}" for name, type_ in
@@ -67,30 +66,11 @@ def pipeline(spark, settings: Settings, lake: Path) -> Timing:
     return Timing(time.perf_counter() - started, batch_seconds(query))
 
 
-def python_source_pipeline(spark, settings: Settings, lake: Path) -> Timing:
-    """The same query with the former Python Kafka source (Spark 4.2+ only)."""
-    from streaming.kafka_source import KafkaDataSource
-
-    spark.dataSource.register(KafkaDataSource)
-    settings = settings.model_copy(update={"lake": str(lake)})
-    options = {"subscribe": ",".join(settings.topics), "startingOffsets": "earliest",
-               "maxOffsetsPerTrigger": str(settings.max_offsets_per_trigger),
-               "maxPartitions": str(spark.sparkContext.defaultParallelism),
-               "kafka.bootstrap.servers": settings.kafka.bootstrap_servers}
-    envelope = kafka_envelope(spark.readStream.format("pinpipe-kafka").options(**options).load())
-    started = time.perf_counter()
-    query = start_table_query(envelope, "kafka", str(lake / "_checkpoints" / "kafka"),
-                              sink_factory(spark, settings)("kafka"), Trigger(available_now=True))
-    await_queries([query])
-    return Timing(time.perf_counter() - started, batch_seconds(query))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posts", type=int, default=200_000, help="posts (x3 records)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup-posts", type=int, default=20_000)
-    parser.add_argument("--python-source", action="store_true", help="also run the former Python Kafka source")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="pinpipe-bench-"))
@@ -110,8 +90,6 @@ def main() -> None:
             "pipeline": lambda s, out: pipeline(spark, s, out),
             "floor": lambda s, out: floor(spark, s, out),
         }
-        if args.python_source:
-            sides["python-source"] = lambda s, out: python_source_pipeline(spark, s, out)
         warm_settings, _ = prepare("warmup", args.warmup_posts)
         settings, records = prepare("bench", args.posts)
         for name, side in sides.items():
@@ -138,8 +116,6 @@ def main() -> None:
             for name in names:
                 print(f"  {name:14} {rate[name]:10,.0f} records/s")
             print(f"  pipeline/floor: {rate['pipeline'] / rate['floor']:.2f}x")
-            if "python-source" in rate:
-                print(f"  python-source/pipeline (Spark's source): {rate['python-source'] / rate['pipeline']:.2f}x")
     finally:
         spark.stop()
         local.stop_service("kafka", work / "services")
