@@ -3,13 +3,14 @@
 ``run_batch`` is the streaming job over the archive source with ``availableNow``: a run processes
 every object not processed yet (its own checkpoint remembers which) and exits. A backfill (a date
 range or a glob) runs with a checkpoint made for the run and removed after it: it reprocesses its
-range every time, and the upserting sink keeps the tables free of duplicates.
+range every time, and the upserting sink keeps the tables free of duplicates. That checkpoint sits
+beside the batch's own (``<lake>/_checkpoints/backfill-<id>``), on the lake's file system: on a
+cluster the driver's local disk is not where a restarted driver looks.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import uuid
 from dataclasses import dataclass
 from typing import Callable
 
@@ -44,11 +45,18 @@ def run_batch(spark: SparkSession, archive_options: dict[str, str | None], check
     """Process the archive (options of the ``pinpipe-archive`` source) into the tables, then return."""
     query_name = "backfill" if backfill else "batch"
     raw = spark.readStream.format(ARCHIVE_SOURCE).options(**set_options({**archive_options, **backfill.options()}))
-    run_checkpoint = tempfile.mkdtemp(prefix="pinpipe-backfill-") if backfill else checkpoint
+    run_checkpoint = f"{checkpoint.rstrip('/').rsplit('/', 1)[0]}/backfill-{uuid.uuid4().hex}" if backfill else checkpoint
     try:
         query = start_table_query(archive_envelope(raw.load()), query_name, run_checkpoint, make_sink(query_name),
                                   Trigger(available_now=True))
         await_queries([query])
     finally:
         if backfill:
-            shutil.rmtree(run_checkpoint, ignore_errors=True)
+            delete_folder(spark, run_checkpoint)
+
+
+def delete_folder(spark: SparkSession, path: str) -> None:
+    """Remove ``path`` and what it holds, on whichever file system Spark resolves it (S3, DBFS, HDFS, local)."""
+    jvm = spark.sparkContext._jvm
+    folder = jvm.org.apache.hadoop.fs.Path(path)
+    folder.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(folder, True)

@@ -52,8 +52,14 @@ def _progress(spark, running_count: bool):
 def _spark(settings: Settings):
     from pinpipe.spark import build_spark_session
 
-    return build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
-                               driver_memory=settings.driver_memory, log_level=_log_levels.spark)
+    from pinpipe.lake_checks import check_lake, check_paths_for_master
+
+    check_paths_for_master(settings, settings.spark_master)  # before a JVM starts, where the settings name the master
+    spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
+                                driver_memory=settings.driver_memory, log_level=_log_levels.spark)
+    # The master is known only now: under spark-submit the launcher chose it.
+    check_lake(spark, settings)
+    return spark
 
 
 def _parse_list(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:

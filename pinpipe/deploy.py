@@ -477,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if options.what == "databricks":
             wheel_uri = _required(env, "PINPIPE_DATABRICKS_WHEEL", "the wheel's location on Databricks (/Volumes/... or dbfs:/...)")
+            _require_shared_locations(env, options.what)
             spec = databricks_run(options.command, args, wheel_uri, env,
                                   secret_scope=env.get("PINPIPE_DATABRICKS_SECRET_SCOPE", "pinpipe"),
                                   spark_version=env.get("PINPIPE_DATABRICKS_SPARK_VERSION", "17.3.x-scala2.13"),
@@ -491,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"submitted run {run.run_id}", file=sys.stderr)
         else:
             code_uri = _required(env, "PINPIPE_EMR_CODE_URI", "the S3 prefix for the packed environment (s3://bucket/prefix)")
+            _require_shared_locations(env, options.what)
             if options.what == "emr-step":
                 spec = emr_step(options.command, args, code_uri, env)
             else:
@@ -515,6 +517,18 @@ def main(argv: list[str] | None = None) -> int:
     except DeployError as error:
         print(f"pinpipe deploy: {error}", file=sys.stderr)
         return 2
+
+
+def _require_shared_locations(env: Mapping[str, str], target: str) -> None:
+    """A cluster run needs a lake every node sees (the job refuses anything else at start: say it now)."""
+    from pinpipe.lake_checks import node_local
+
+    lake = _required(env, "PINPIPE_LAKE", f"the tables' location every node of the {target} run sees "
+                                          "(s3://bucket/lake, /Volumes/..., abfss://...)")
+    for name, value in (("PINPIPE_LAKE", lake), ("PINPIPE_ARCHIVE", env.get("PINPIPE_ARCHIVE"))):
+        if value and node_local(value):
+            raise DeployError(f"{name}={value!r} is a relative path or a file: URI: each node of the {target} run "
+                              "would see a different folder; use a shared location (s3://..., /Volumes/...)")
 
 
 def _required(env: Mapping[str, str], name: str, meaning: str) -> str:

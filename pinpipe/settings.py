@@ -105,7 +105,8 @@ class Settings(BaseSettings):
     # Delta writer: delta-rs from the driver, or the native delta-spark writer where its jars exist.
     sink: Literal["auto", "delta-rs", "delta-spark"] = "auto"
     spark_master: str = "local[2]"
-    shuffle_partitions: int = Field(2, gt=0)
+    # Unset: 2 on a local master, the cluster's own setting elsewhere (pinpipe.spark).
+    shuffle_partitions: int | None = Field(None, gt=0)
     # JVM heap of a locally started Spark driver (local mode runs the tasks in it too).
     driver_memory: str = Field("4g", pattern=r"^\d+[kmgt]$")
     # What the commands log (pinpipe.logs): the pipeline's own lines, and Spark's JVM + py4j.

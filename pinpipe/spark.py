@@ -30,7 +30,12 @@ def spark_confs() -> dict[str, str]:
             "spark.sql.redaction.options.regex": OPTIONS_REDACTION_REGEX}
 
 
-def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shuffle_partitions: int = 2,
+# Shuffle partitions of a local session (Spark's 200 would be 200 tiny tasks a batch on 2 cores). On
+# a cluster the cluster's own setting stands unless PINPIPE_SHUFFLE_PARTITIONS says otherwise.
+LOCAL_SHUFFLE_PARTITIONS = 2
+
+
+def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shuffle_partitions: int | None = None,
                         ui: bool = False, driver_memory: str = "4g", log_level: str = "ERROR") -> SparkSession:
     """``log_level``: Spark's JVM log (PINPIPE_SPARK_LOG_LEVEL); see :mod:`pinpipe.logs`."""
     # Workers must run this interpreter (with pyarrow and the project installed), not whatever
@@ -55,15 +60,24 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
         # Local mode runs every task in the driver's JVM; Spark's 1g default starves the writers.
         # (Only applies when this call starts the JVM; spark-submit sets it with --driver-memory.)
         .config("spark.driver.memory", driver_memory)
-        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
         .config("spark.driver.extraJavaOptions", java_options)
     )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(log4j_level(log_level))
+    partitions = shuffle_partitions_for(spark.sparkContext.master, shuffle_partitions)
+    if partitions is not None:
+        spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
     register_data_sources(spark)
     return spark
+
+
+def shuffle_partitions_for(master: str, configured: int | None) -> int | None:
+    """The session's shuffle partitions: as configured, else 2 on a local master, else the cluster's (None)."""
+    if configured is not None:
+        return configured
+    return LOCAL_SHUFFLE_PARTITIONS if master.startswith("local") else None
 
 
 LOCAL_TASK_ATTEMPTS = 4  # spark.task.maxFailures' default on a cluster

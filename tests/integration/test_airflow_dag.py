@@ -165,7 +165,8 @@ def test_airflow_runs_the_batch_on_the_cluster_through_spark_submit(dagbag, tmp_
 
     home = tmp_path / "airflow-home"
     home.mkdir()
-    settings = {"PINPIPE_PREFIX": prefix, "PINPIPE_LAKE": str(lake), "PINPIPE_ARCHIVE": str(archive)}
+    settings = {"PINPIPE_PREFIX": prefix, "PINPIPE_LAKE": str(lake), "PINPIPE_ARCHIVE": str(archive),
+                "PINPIPE_SHUFFLE_PARTITIONS": "2"}  # not the cluster's 200 on a 2-core test cluster
     env = airflow_env(
         home,
         SPARK_HOME=str(SPARK_HOME), JAVA_HOME=os.environ.get("JAVA_HOME", ""),

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from collections import defaultdict
 
 import boto3
@@ -157,14 +158,29 @@ def test_a_hand_made_archive_lands_like_the_stream_and_only_new_files_are_proces
     assert all(after[ind] == at for ind, at in before.items())  # old objects were not processed again
 
 
-def test_backfill_reprocesses_a_range_without_duplicates(spark, kafka_broker, seed_records, tmp_path):
+def test_backfill_reprocesses_a_range_without_duplicates(spark, kafka_broker, seed_records, tmp_path, monkeypatch):
+    import batch.run
+
     settings = fresh_settings(kafka_broker, tmp_path / "lake", archive=str(tmp_path / "archive"))
     write_records(archive_location(settings), seed_archive_records(seed_records, settings.prefix), max_records=30)
     run_batch(spark, settings)
+    removed, delete_folder = [], batch.run.delete_folder
+
+    def recorded_delete(session, path):
+        removed.append((path, sorted(p.name for p in Path(path).iterdir())))
+        delete_folder(session, path)
+
+    monkeypatch.setattr(batch.run, "delete_folder", recorded_delete)
     counts = {t: len(read_rows(settings, t)) for t in ("pin", "geo", "user", "quarantine")}
     run_batch(spark, settings, path_glob="*.user/*")
     run_batch(spark, settings, modified_after="2000-01-01", modified_before="2999-01-01")
     assert {t: len(read_rows(settings, t)) for t in counts} == counts
+    # Each backfill's checkpoint lived beside the batch's, in the lake, and went with its run.
+    assert sorted(p.name for p in (tmp_path / "lake" / "_checkpoints").iterdir()) == ["batch"]
+    assert len(removed) == 2
+    for path, held in removed:
+        assert Path(path).parent == tmp_path / "lake" / "_checkpoints" and Path(path).name.startswith("backfill-")
+        assert "offsets" in held and "commits" in held  # a real query checkpoint, removed after its run
 
 
 def test_the_batch_path_against_s3(spark, kafka_broker, s3_endpoint, seed_records, tmp_path):

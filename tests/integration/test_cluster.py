@@ -54,6 +54,8 @@ def submit_env(lake: Path, prefix: str, broker: str, master: str, **extra: str) 
         "PINPIPE_PREFIX": prefix, "PINPIPE_LAKE": str(lake), "PINPIPE_SPARK_MASTER": master,
         "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": broker,
         "PINPIPE_VENV": sys.prefix, "PINPIPE_DRIVER_MEMORY": "1g",
+        # The cluster's default (200) would be 200 tiny tasks a shuffle on this 2-core test cluster.
+        "PINPIPE_SHUFFLE_PARTITIONS": "2",
         # A secret the job never needs here: it must not show up anywhere.
         "PINPIPE_S3__SECRET_KEY": SENTINEL,
         "SPARK_SUBMIT_OPTS_EXTRA": "--conf spark.executor.memory=512m --conf spark.ui.enabled=false",

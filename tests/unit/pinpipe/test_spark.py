@@ -10,3 +10,17 @@ from pinpipe.spark import with_task_retries
 ])
 def test_a_local_master_gets_task_retries_and_any_other_master_is_kept(master, expected):
     assert with_task_retries(master) == expected
+
+
+@pytest.mark.parametrize("master, configured, expected", [
+    ("local[2]", None, 2), ("local[*, 4]", None, 2), ("yarn", None, None), ("spark://h:7077", None, None),
+    ("yarn", 64, 64), ("local[2]", 8, 8),
+])
+def test_shuffle_partitions_are_the_clusters_unless_set(master, configured, expected):
+    from pinpipe.spark import shuffle_partitions_for
+
+    assert shuffle_partitions_for(master, configured) == expected
+
+
+def test_the_tests_session_is_local_with_two_shuffle_partitions(spark):
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "2"

@@ -1,0 +1,48 @@
+"""Where a job keeps its tables, checked at start: refused with one line before any query runs.
+
+On a cluster, every node must name the same folder. A relative path or a ``file:`` URI means a
+different folder on each machine (on YARN in cluster mode the checkpoint resolved on HDFS while the
+tables went to a container's disk: the tables were lost and a restart resumed past them). An
+absolute path without a scheme is allowed: Spark resolves it on the cluster's default file system,
+and Databricks' ``/Volumes/...`` and ``/dbfs/...`` are such paths.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from pinpipe.settings import Settings, SettingsError
+
+
+def is_local_master(master: str) -> bool:
+    """``local``, ``local[2]``, ``local[*, 4]``: every task runs in the driver's process."""
+    return master.strip().startswith("local")
+
+
+def node_local(path: str) -> bool:
+    """True for a path that means another folder on each machine: relative, or a ``file:`` URI."""
+    scheme = urlparse(path).scheme
+    if scheme == "file":
+        return True
+    if scheme and len(scheme) > 1:  # s3://, abfss://, dbfs:/, hdfs:// (a one-letter scheme is a Windows drive)
+        return False
+    return not path.startswith("/")
+
+
+def check_paths_for_master(settings: Settings, master: str) -> None:
+    """:class:`SettingsError` when the lake or the archive is node-local and the master is not local."""
+    if is_local_master(master):
+        return
+    problems = [f"{name}={value!r}" for name, value in (("PINPIPE_LAKE", settings.lake), ("PINPIPE_ARCHIVE", settings.archive))
+                if value and node_local(value)]
+    if problems:
+        raise SettingsError(
+            f"{', '.join(problems)}: a relative path or a file: URI names a different folder on each node of "
+            f"the cluster (master {master}), so tables and checkpoints would be lost; use a shared location "
+            "(s3://..., abfss://..., hdfs://..., /Volumes/..., or an absolute path on the cluster's file system)"
+        )
+
+
+def check_lake(spark, settings: Settings) -> None:
+    """:func:`check_paths_for_master` for the session's master (under spark-submit, the launcher's)."""
+    check_paths_for_master(settings, spark.sparkContext.master)
