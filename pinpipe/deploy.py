@@ -521,14 +521,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _require_shared_locations(env: Mapping[str, str], target: str) -> None:
     """A cluster run needs a lake every node sees (the job refuses anything else at start: say it now)."""
-    from pinpipe.lake_checks import node_local
+    from pinpipe.lake_checks import node_local_locations
 
     lake = _required(env, "PINPIPE_LAKE", f"the tables' location every node of the {target} run sees "
                                           "(s3://bucket/lake, /Volumes/..., abfss://...)")
-    for name, value in (("PINPIPE_LAKE", lake), ("PINPIPE_ARCHIVE", env.get("PINPIPE_ARCHIVE"))):
-        if value and node_local(value):
-            raise DeployError(f"{name}={value!r} is a relative path or a file: URI: each node of the {target} run "
-                              "would see a different folder; use a shared location (s3://..., /Volumes/...)")
+    for problem in node_local_locations(lake, env.get("PINPIPE_ARCHIVE")):
+        raise DeployError(f"{problem} is a relative path or a file: URI: each node of the {target} run "
+                          "would see a different folder; use a shared location (s3://..., /Volumes/...)")
 
 
 def _required(env: Mapping[str, str], name: str, meaning: str) -> str:

@@ -29,12 +29,17 @@ def node_local(path: str) -> bool:
     return not path.startswith("/")
 
 
+def node_local_locations(lake: str | None, archive: str | None) -> list[str]:
+    """``NAME='value'`` for each of the lake and the archive that is node-local (:func:`node_local`)."""
+    return [f"{name}={value!r}" for name, value in (("PINPIPE_LAKE", lake), ("PINPIPE_ARCHIVE", archive))
+            if value and node_local(value)]
+
+
 def check_paths_for_master(settings: Settings, master: str) -> None:
     """:class:`SettingsError` when the lake or the archive is node-local and the master is not local."""
     if is_local_master(master):
         return
-    problems = [f"{name}={value!r}" for name, value in (("PINPIPE_LAKE", settings.lake), ("PINPIPE_ARCHIVE", settings.archive))
-                if value and node_local(value)]
+    problems = node_local_locations(settings.lake, settings.archive)
     if problems:
         raise SettingsError(
             f"{', '.join(problems)}: a relative path or a file: URI names a different folder on each node of "

@@ -77,7 +77,9 @@ def shuffle_partitions_for(master: str, configured: int | None) -> int | None:
     """The session's shuffle partitions: as configured, else 2 on a local master, else the cluster's (None)."""
     if configured is not None:
         return configured
-    return LOCAL_SHUFFLE_PARTITIONS if master.startswith("local") else None
+    from pinpipe.lake_checks import is_local_master
+
+    return LOCAL_SHUFFLE_PARTITIONS if is_local_master(master) else None
 
 
 LOCAL_TASK_ATTEMPTS = 4  # spark.task.maxFailures' default on a cluster
