@@ -24,10 +24,16 @@ REDACTION_REGEX = r"(?i)secret|password|token|access[.]?key|jaas|keystore[.]key"
 OPTIONS_REDACTION_REGEX = r"(?i)url|secret|password|token|jaas|keystore[.]key"
 
 
+# The native Delta writer (delta-spark, in the job's JVM packages): SQL extension and catalog. Databricks
+# has both built in (pinpipe.deploy leaves them out of its specs).
+DELTA_CONFS = {"spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+               "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog"}
+
+
 def spark_confs() -> dict[str, str]:
     """Settings every session of the job gets, whoever launches it."""
     return {"spark.sql.session.timeZone": "UTC", "spark.redaction.regex": REDACTION_REGEX,
-            "spark.sql.redaction.options.regex": OPTIONS_REDACTION_REGEX}
+            "spark.sql.redaction.options.regex": OPTIONS_REDACTION_REGEX, **DELTA_CONFS}
 
 
 # Shuffle partitions of a local session (Spark's 200 would be 200 tiny tasks a batch on 2 cores). On

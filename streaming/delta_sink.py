@@ -272,8 +272,11 @@ _DELTA_CONFLICTS = ("DeltaConcurrentModificationException", "ConcurrentAppendExc
                     "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException", "ConcurrentTransactionException",
                     "MetadataChangedException", "ProtocolChangedException")
 TXN_APP_ID_CONF, TXN_VERSION_CONF = "spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion"
-_creation_locks: dict[str, threading.Lock] = {}
-_creation_locks_guard = threading.Lock()
+TXN_AUTO_RESET_CONF = "spark.databricks.delta.write.txnVersion.autoReset.enabled"
+# The kind tables' properties: a MERGE that updates a few rows marks the old ones in a deletion vector and
+# writes the new ones only, instead of rewriting every file it touches. Quarantine is insert-only: it
+# never deletes a row, so it keeps the plain protocol every parquet reader can read.
+KIND_TABLE_PROPERTIES = {"delta.enableDeletionVectors": "true"}
 
 
 def is_delta_conflict(error: BaseException) -> bool:
@@ -281,89 +284,154 @@ def is_delta_conflict(error: BaseException) -> bool:
     return bool(names & set(_DELTA_CONFLICTS)) or any(name in str(error) for name in _DELTA_CONFLICTS)
 
 
-def _creation_lock(path: str) -> threading.Lock:
-    with _creation_locks_guard:
-        return _creation_locks.setdefault(path, threading.Lock())
+def key_ranges(rows: DataFrame, key: str = KEY, max_ranges: int = MAX_PRUNING_RANGES) -> list[tuple[int, int]]:
+    """:func:`_covering_ranges` computed by Spark: at most ``max_ranges`` ranges, cut at the widest gaps.
+
+    Only the cut points (at most ``max_ranges`` rows) reach the driver, whatever the batch's size.
+    """
+    keys = rows.select(F.col(key).cast("long").alias("k")).where("k IS NOT NULL").distinct()
+    cuts = (keys.select("k", F.lag("k").over(Window.orderBy("k")).alias("prev"),
+                        F.max("k").over(Window.partitionBy(F.lit(0))).alias("hi"))
+            .where("prev IS NULL OR k - prev > 1").orderBy(F.expr("k - prev").desc_nulls_first())
+            .limit(max_ranges).collect())
+    starts = sorted(cuts, key=lambda row: row.k)
+    ends = [row.prev for row in starts[1:]] + [starts[0].hi] if starts else []
+    return [(start.k, end) for start, end in zip(starts, ends)]
 
 
-class DeltaSparkApi:
-    """The delta-spark calls the native sink makes (a test double stands in where the jars are absent)."""
+def bounded_key_condition(ranges: list[tuple[int, int]], key: str = KEY) -> str:
+    """``t.key = s.key`` and literal bounds on the target, by which Delta skips target files (min/max statistics)."""
+    if not ranges:
+        return f"t.{key} = s.{key}"
+    bounds = " OR ".join(f"t.{key} = {lo}" if lo == hi else f"(t.{key} >= {lo} AND t.{key} <= {hi})"
+                         for lo, hi in ranges)
+    return f"t.{key} = s.{key} AND ({bounds})"
 
-    def is_table(self, spark: SparkSession, path: str) -> bool:
-        from delta.tables import DeltaTable
 
-        return DeltaTable.isDeltaTable(spark, path)
+def latest_per_key_frame(rows: DataFrame, key: str = KEY) -> DataFrame:
+    """:func:`latest_per_key` on the executors: one row per key, the newest by ``_order_key``."""
+    newest_first = Window.partitionBy(key).orderBy(F.col("_order_key").desc())
+    return rows.withColumn("__rank", F.row_number().over(newest_first)).where("__rank = 1").drop("__rank")
 
-    def append(self, rows: DataFrame, path: str, app_id: str, version: int) -> None:
-        # Per-write options: nothing another query could see or overwrite.
-        rows.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version) \
-            .option("mergeSchema", "true").save(path)
 
-    def merge(self, spark: SparkSession, path: str, source: DataFrame, condition: str,
-              update_condition: str | None) -> None:
-        # MERGE takes its app transaction from `spark`'s SQL conf only: the sink passes its own session.
-        from delta.tables import DeltaTable
+def metrics_summary(rows: DataFrame, table: str) -> pa.Table:
+    """The columns the commit metrics read, grouped on the executors, expanded here to one entry per row.
 
-        merger = DeltaTable.forPath(spark, path).alias("t").merge(source.alias("s"), condition)
-        if update_condition is not None:
-            merger = merger.whenMatchedUpdateAll(condition=update_condition)
-        merger.whenNotMatchedInsertAll().execute()
+    Event times are kept to 0.1 s (the latency histogram's finest bucket is coarser), so the collected
+    part stays as small as the batch's distinct (time, reason) pairs.
+    """
+    event = "event_time" if table == "quarantine" else "_event_time"
+    keys = [F.timestamp_millis(F.floor(F.unix_millis(event) / 100) * 100).alias(event)]
+    if table == "quarantine":
+        keys.append(F.col("reason"))
+    else:
+        keys.append(F.when(F.col("_rescued_data").isNotNull(), F.lit("1")).alias("_rescued_data"))
+    counts = rows.groupBy(*keys).count().toArrow()
+    if counts.num_rows == 0:
+        return counts.drop_columns(["count"])
+    import numpy as np
+
+    repeat = np.repeat(np.arange(counts.num_rows), counts.column("count").to_numpy())
+    return counts.drop_columns(["count"]).take(pa.array(repeat))
 
 
 class DeltaSparkSink(_AppIdMixin):
-    """The native Delta writer (delta-spark); used where its jars are on the classpath.
+    """The native Delta writer (delta-spark): each table's MERGE runs as Spark jobs on the executors.
 
-    Exactly-once through Delta's app transactions (Delta >= 3.0): the first write of a table passes
-    ``txnAppId``/``txnVersion`` as options of its own write; a MERGE reads them from the session conf
-    only, so each sink sets them on a session of its own (``spark.newSession()``: own SQL conf, shared
-    SparkContext and cache), never on the session the other queries' ``foreachBatch`` calls use at the
-    same time. Concurrent-modification conflicts are retried with backoff; the first creation of a table
-    is done once per process under a lock, and a writer that loses a creation race elsewhere retries as
-    a MERGE into the table the other one created.
+    The driver plans the jobs and commits the Delta log; no row of the batch passes through it.
+
+    Exactly-once through Delta's app transactions. A MERGE has no per-write options: Delta reads
+    ``txnAppId``/``txnVersion`` from the SQL conf of the session the MERGE runs in. So every commit
+    runs in a session made for it alone (``newSession()``: its own SQL conf, the shared SparkContext)
+    and dropped after it; the Kafka and Kinesis queries, whose batches run at the same time, can
+    never commit under each other's id. A batch whose app transaction a table already holds is
+    skipped by Delta itself (a replay after a crash writes only what is missing).
+
+    Concurrent-modification conflicts are retried on a fresh snapshot. A table is created empty, with
+    its properties, before its first MERGE; a creator that loses that race to another writer finds
+    the other's table and MERGEs into it.
     """
 
-    def __init__(self, spark: SparkSession, lake: str, query_name: str, delta: DeltaSparkApi | None = None) -> None:
+    def __init__(self, spark: SparkSession, lake: str, query_name: str, commit_attempts: int = 8) -> None:
         super().__init__(query_name)
-        self.spark = spark.newSession()
+        self.spark = spark
         self.lake = lake
-        self.delta = delta or DeltaSparkApi()
+        self.conflicts_retried = 0
+        self._write_table = retry(retry=retry_if_exception(is_delta_conflict), stop=stop_after_attempt(commit_attempts),
+                                  wait=wait_random_exponential(multiplier=0.1, max=5), reraise=True,
+                                  before_sleep=self._on_conflict)(self._write_table)
+
+    def _on_conflict(self, state) -> None:
+        self.conflicts_retried += 1
+        log.info("%s: a commit lost to a concurrent writer, retrying: %s", self.query_name,
+                 str(state.outcome.exception()).splitlines()[0][:200])
 
     def write_micro_batch(self, routed: DataFrame, batch_id: int) -> None:
+        started, app_id = time.perf_counter(), self.app_id
         routed = routed.persist()
-        ingested_at = F.lit(datetime.now(timezone.utc))  # one time for the batch's four tables, as in DeltaRsSink
+        ingested_at = F.lit(datetime.now(timezone.utc))  # one time for the batch's four tables
         try:
-            for table in TABLES:
-                rows = (routed.where(F.col(table).isNotNull()).select(f"{table}.*")
-                        .withColumn(ingested_at_column(table), ingested_at))
-                self._write_table(table, rows if table == "quarantine" else self._latest_per_key(rows), batch_id)
+            work = {table: routed.where(F.col(table).isNotNull()).select(f"{table}.*")
+                    .withColumn(ingested_at_column(table), ingested_at) for table in TABLES}
+            # Four independent commits: their Spark jobs share the executors.
+            with ThreadPoolExecutor(max_workers=len(TABLES)) as pool:
+                futures = [pool.submit(self._write_table, table, rows, app_id, batch_id) for table, rows in work.items()]
+                for future in futures:
+                    future.result()
         finally:
             routed.unpersist()
+        log.info("%s batch %d: MERGEd by delta-spark in %.2fs", self.query_name, batch_id,
+                 time.perf_counter() - started)
 
-    @retry(retry=retry_if_exception(is_delta_conflict), stop=stop_after_attempt(8),
-           wait=wait_random_exponential(multiplier=0.1, max=5), reraise=True)
-    def _write_table(self, table: str, rows: DataFrame, batch_id: int) -> None:
-        path, app_id = table_path(self.lake, table), self.app_id
-        if not self.delta.is_table(self.spark, path):
-            with _creation_lock(path):  # the other query of this process may be creating it right now
-                if not self.delta.is_table(self.spark, path):
-                    self.delta.append(rows, path, app_id, batch_id)
-                    return
-        if table == "quarantine":
-            condition, update_condition = QUARANTINE_KEY, None
-        else:
-            condition, update_condition = f"t.{KEY} = s.{KEY}", UPDATE_IF_NEWER
-        self.spark.conf.set(TXN_APP_ID_CONF, app_id)
-        self.spark.conf.set(TXN_VERSION_CONF, str(batch_id))
+    def commit_session(self, app_id: str, batch_id: int) -> SparkSession:
+        """A session for one commit, carrying its app transaction; no other code holds it."""
+        session = self.spark.newSession()
+        session.conf.set(TXN_APP_ID_CONF, app_id)
+        session.conf.set(TXN_VERSION_CONF, str(batch_id))
+        session.conf.set(TXN_AUTO_RESET_CONF, "true")  # and Delta clears them once they are used
+        return session
+
+    def _write_table(self, table: str, rows: DataFrame, app_id: str, batch_id: int) -> None:
+        from delta.tables import DeltaTable
+
+        path = table_path(self.lake, table)
+        source = rows if table == "quarantine" else latest_per_key_frame(rows).persist()
         try:
-            self.delta.merge(self.spark, path, rows, condition, update_condition)
+            if table == "quarantine":
+                if source.isEmpty():
+                    return
+                condition = QUARANTINE_KEY  # the record's coordinates: a bad record met again adds nothing
+            else:
+                ranges = key_ranges(source)
+                if not ranges:
+                    return  # no row for this table in the batch
+                condition = bounded_key_condition(ranges)
+            if not DeltaTable.isDeltaTable(self.spark, path):
+                self._create(path, rows, table)
+            target = DeltaTable.forPath(self.commit_session(app_id, batch_id), path).alias("t")
+            merger = target.merge(source.alias("s"), condition).whenNotMatchedInsertAll()
+            if table != "quarantine":
+                merger = merger.whenMatchedUpdateAll(condition=UPDATE_IF_NEWER)
+            merger.withSchemaEvolution().execute()
+            record_commit(self.query_name, table, metrics_summary(source, table), None)
         finally:
-            self.spark.conf.unset(TXN_APP_ID_CONF)
-            self.spark.conf.unset(TXN_VERSION_CONF)
+            if source is not rows:
+                source.unpersist()
 
-    @staticmethod
-    def _latest_per_key(rows: DataFrame) -> DataFrame:
-        newest_first = Window.partitionBy(KEY).orderBy(F.col("_order_key").desc())
-        return rows.withColumn("__rank", F.row_number().over(newest_first)).where("__rank = 1").drop("__rank")
+    def _create(self, path: str, rows: DataFrame, table: str) -> None:
+        """The table, empty, with the batch's schema and the table's properties (its MERGE fills it)."""
+        from delta.tables import DeltaTable
+
+        # The shared session: creating carries no app transaction (the MERGE is the batch's commit).
+        builder = DeltaTable.createIfNotExists(self.spark).location(path).addColumns(rows.schema)
+        for key, value in (KIND_TABLE_PROPERTIES if table in KINDS else {}).items():
+            builder = builder.property(key, value)
+        try:
+            builder.execute()
+        except Exception:
+            if not DeltaTable.isDeltaTable(self.spark, path):
+                raise
+            log.info("%s: created by a concurrent writer; merging into it", path)
 
 
 def native_delta_available(spark: SparkSession) -> bool:
@@ -378,9 +446,13 @@ def native_delta_available(spark: SparkSession) -> bool:
 
 def make_sink(spark: SparkSession, lake: str, query_name: str, kind: str = "auto",
               storage_options: dict[str, str] | None = None, target_file_bytes: int = TARGET_FILE_BYTES) -> TableSink:
+    """The writer of one query's tables: delta-spark (``auto`` where its jars exist), else delta-rs. Logged."""
     if kind == "delta-spark" or (kind == "auto" and native_delta_available(spark)):
+        log.info("query %s writes its tables with delta-spark (MERGE on the executors)", query_name)
         return DeltaSparkSink(spark, lake, query_name)
+    log.warning("query %s writes its tables with delta-rs (each batch through the driver)%s", query_name,
+                "" if kind == "delta-rs" else ": delta-spark or its jars are missing (run `make install`)")
     return DeltaRsSink(lake, query_name, storage_options, target_file_bytes)
 
 
-__all__ = ["DeltaRsSink", "DeltaSparkSink", "DeltaSparkApi", "is_delta_conflict", "TableSink", "make_sink", "latest_per_key", "table_rows", "KINDS"]
+__all__ = ["DeltaRsSink", "DeltaSparkSink", "is_delta_conflict", "TableSink", "make_sink", "latest_per_key", "table_rows", "KINDS"]
