@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from pinpipe.jvm import spark_jars, spark_packages
-from pinpipe.spark import DRIVER_JAVA_OPTIONS, spark_confs
+from pinpipe.spark import DELTA_CONFS, DRIVER_JAVA_OPTIONS, spark_confs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SOURCE_PACKAGES = ("pinpipe", "schemas", "streaming", "batch", "emulator")
@@ -403,6 +403,10 @@ def databricks_env_vars(env: Mapping[str, str], secret_scope: str) -> dict[str, 
     return {**plain, **{name: f"{{{{secrets/{secret_scope}/{name.lower()}}}}}" for name in secret}}
 
 
+# Maven packages of the job a Databricks runtime already has (a second Delta would clash with its own).
+DATABRICKS_BUILT_IN = ("org.apache.spark:spark-sql-kafka", "io.delta:", "com.fasterxml.jackson")
+
+
 def databricks_run(command: str, args: list[str], wheel_uri: str, env: Mapping[str, str] = os.environ,
                    secret_scope: str = "pinpipe", spark_version: str = "17.3.x-scala2.13",
                    node_type_id: str = "i3.xlarge", num_workers: int = 2) -> dict:
@@ -417,14 +421,14 @@ def databricks_run(command: str, args: list[str], wheel_uri: str, env: Mapping[s
             "task_key": f"pinpipe_{command}",
             "python_wheel_task": {"package_name": "pinpipe", "entry_point": "pinpipe",
                                   "parameters": [command, *args]},
-            # Databricks has Spark's Kafka source built in; the rest of the job's JVM packages come from Maven.
+            # Databricks has Spark's Kafka source and Delta built in; the rest of the job's JVM packages come from Maven.
             "libraries": [{"whl": wheel_uri}, *({"maven": {"coordinates": package}} for package in spark_packages()
-                                                if "spark-sql-kafka" not in package)],
+                                                if not package.startswith(DATABRICKS_BUILT_IN))],
             "new_cluster": {
                 "spark_version": spark_version,
                 "node_type_id": node_type_id,
                 "num_workers": num_workers,
-                "spark_conf": spark_confs(),
+                "spark_conf": {k: v for k, v in spark_confs().items() if k not in DELTA_CONFS},
                 "spark_env_vars": databricks_env_vars(env, secret_scope),
             },
         }],

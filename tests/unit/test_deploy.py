@@ -62,6 +62,9 @@ def test_the_emr_step_passes_botocore_validation_and_carries_no_secret(capsys):
     packages = args[args.index("--packages") + 1].split(",")
     assert any(p.startswith("org.apache.spark:spark-sql-kafka-0-10_2.13:") for p in packages), packages
     assert any(p.startswith("software.amazon.msk:aws-msk-iam-auth:") for p in packages), packages
+    assert any(p.startswith("io.delta:delta-spark_4.2_2.13:") for p in packages), packages  # the native writer
+    assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in args
+    assert "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog" in args
     assert any(a.startswith("spark.redaction.regex=") and "jaas" in a for a in args)
     assert SENTINEL not in json.dumps(step)
     warning = capsys.readouterr().err
@@ -112,6 +115,9 @@ def test_the_databricks_run_parses_with_the_sdk_and_refers_to_secrets_in_a_scope
     assert env["PINPIPE_LAKE"] == "s3://bucket/lake"
     assert env["PINPIPE_S3__SECRET_KEY"] == "{{secrets/pinpipe-prod/pinpipe_s3__secret_key}}"
     assert "environment_vars" not in run
+    # Delta is built into the runtime: neither its package nor its session settings are passed.
+    assert not any(lib.maven and lib.maven.coordinates.startswith("io.delta:") for lib in parsed.libraries)
+    assert "spark.sql.extensions" not in parsed.new_cluster.spark_conf
 
 
 def test_spark_submit_to_yarn_cluster_mode_ships_plain_settings_only():
@@ -130,6 +136,8 @@ def test_local_and_standalone_runs_ship_the_jars_make_install_resolved():
     options = deploy.job_options(local_jars=True)
     jars = options[options.index("--jars") + 1].split(",")
     assert any(Path(j).name.startswith("spark-sql-kafka-0-10_2.13-") for j in jars), jars
+    assert any(Path(j).name.startswith("delta-spark_4.2_2.13-") for j in jars), jars
+    assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in options
     assert all(Path(j).is_file() for j in jars)
 
 
