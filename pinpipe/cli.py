@@ -218,11 +218,20 @@ def maintain(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done; change nothing")] = False,
 ) -> None:
     """Compact, vacuum and checkpoint the tables and prune the query checkpoints (safe while the stream runs)."""
+    from pinpipe.spark import build_spark_session
+    from streaming.delta_sink import native_delta_available
     from streaming.maintenance import maintain_lake
 
     settings = get_settings()
-    report = maintain_lake(settings.lake, settings.maintenance, settings.delta_storage_options(), tables,
-                           retention_hours, force, dry_run)
+    # Through delta-spark, the writer of the tables (deletion vectors: delta-rs cannot rewrite them).
+    spark = build_spark_session(settings.spark_master, app_name="pinpipe-maintain",
+                                shuffle_partitions=settings.shuffle_partitions, driver_memory=settings.driver_memory)
+    try:
+        report = maintain_lake(settings.lake, settings.maintenance, settings.delta_storage_options(), tables,
+                               retention_hours, force, dry_run,
+                               spark=spark if native_delta_available(spark) else None)
+    finally:
+        spark.stop()
     typer.echo(report.text())
     raise typer.Exit(0 if report.ok else 1)
 

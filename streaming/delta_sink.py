@@ -395,6 +395,10 @@ class DeltaSparkSink(_AppIdMixin):
         from delta.tables import DeltaTable
 
         path = table_path(self.lake, table)
+        done = self._committed_batch(path, app_id)
+        if done is not None and done >= batch_id:  # Delta would skip the MERGE too; this skips its planning
+            log.info("%s: batch %s already committed by %s; skipping", table, batch_id, app_id)
+            return
         source = rows if table == "quarantine" else latest_per_key_frame(rows).persist()
         try:
             if table == "quarantine":
@@ -417,6 +421,19 @@ class DeltaSparkSink(_AppIdMixin):
         finally:
             if source is not rows:
                 source.unpersist()
+
+    def _committed_batch(self, path: str, app_id: str) -> int | None:
+        """The last batch id ``app_id`` committed to the table (its app transaction), None if none or no table."""
+        from delta.tables import DeltaTable
+
+        if not DeltaTable.isDeltaTable(self.spark, path):
+            return None
+        jvm = self.spark._jvm
+        none = jvm.scala.Option.empty()
+        snapshot = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path).update(
+            False, none, none)
+        found = snapshot.transactions().get(app_id)
+        return int(found.get()) if found.isDefined() else None
 
     def _create(self, path: str, rows: DataFrame, table: str) -> None:
         """The table, empty, with the batch's schema and the table's properties (its MERGE fills it)."""

@@ -62,8 +62,11 @@ class MaintenanceSettings(BaseModel):
     # delta-rs sink gives the tables it creates). Smaller than delta-rs's 100 MB default: a MERGE that
     # updates one row rewrites its whole file (no deletion vectors in delta-rs), so file size bounds that cost.
     target_file_bytes: int = Field(TARGET_FILE_BYTES, gt=0)
-    # Kind tables: zorder (on ind; rewrites the whole table) or compact (bin-packs small files only).
-    kind_layout: Literal["zorder", "compact"] = "zorder"
+    # Kind tables: compact (bin-packs small files only, in batches that commit on their own) or zorder
+    # (on ind; rewrites the whole table in one commit, which a busy stream keeps winning the race against).
+    kind_layout: Literal["zorder", "compact"] = "compact"
+    # delta-spark's compaction commits every this many bytes of small files on its own (optimize.batchSize).
+    compact_batch_bytes: int = Field(64 * 1024 * 1024, gt=0)
     # Offsets/commits kept per query checkpoint (Spark's spark.sql.streaming.minBatchesToRetain).
     checkpoint_batches_to_retain: int = Field(100, ge=2)
     commit_attempts: int = Field(8, ge=1)  # tries of each maintenance commit against concurrent writers
@@ -177,8 +180,12 @@ def lake_tables(lake: str, storage_options: dict[str, str] | None = None) -> lis
 
 def maintain_table(lake: str, table: str, settings: MaintenanceSettings = MaintenanceSettings(),
                    storage_options: dict[str, str] | None = None, retention_hours: int | None = None,
-                   force: bool = False, dry_run: bool = False) -> TableReport:
-    """Compact, vacuum, checkpoint and clean the log of one table; a report of what changed."""
+                   force: bool = False, dry_run: bool = False, spark=None) -> TableReport:
+    """Compact, vacuum, checkpoint and clean the log of one table; a report of what changed.
+
+    With ``spark`` (a session with delta-spark), every step runs through delta-spark: the only writer
+    for tables with deletion vectors, which delta-rs cannot write. Without it, delta-rs.
+    """
     from deltalake import DeltaTable
 
     path = table_path(lake, table)
@@ -186,64 +193,145 @@ def maintain_table(lake: str, table: str, settings: MaintenanceSettings = Mainte
     report = TableReport(table, path)
     delta = DeltaTable(path, storage_options=storage_options)
     check_retention(retention, retention_floor(delta.metadata().configuration, settings), table, force)
-    report.version_before, report.files_before = delta.version(), len(delta.file_uris())
+    engine = (_DeltaSpark(spark, path, table, settings, retention) if spark is not None
+              else _DeltaRs(path, table, settings, retention, storage_options))
+    report.version_before, report.files_before = engine.state()
 
     def attempt(step):
         """Run one commit-making step, retried on a fresh snapshot when a concurrent commit wins."""
         def on_retry(state):
             report.conflicts_retried += 1
             log.info("%s: %s lost to a concurrent commit, retrying: %s", table, step.__name__,
-                     state.outcome.exception())
+                     str(state.outcome.exception()).splitlines()[0][:300])
 
-        return retry(retry=retry_if_exception(_is_conflict), stop=stop_after_attempt(settings.commit_attempts),
+        return retry(retry=retry_if_exception(engine.is_conflict), stop=stop_after_attempt(settings.commit_attempts),
                      wait=wait_random_exponential(multiplier=0.2, max=5), before_sleep=on_retry, reraise=True)(step)()
 
-    def compact() -> dict:
-        current = DeltaTable(path, storage_options=storage_options)
-        if table in KINDS and settings.kind_layout == "zorder":
-            if _small_files(current, settings.target_file_bytes) < 2:
-                return {"numFilesRemoved": 0}  # Z-order would rewrite the table for nothing
-            return current.optimize.z_order(["ind"], target_size=settings.target_file_bytes)
-        return current.optimize.compact(target_size=settings.target_file_bytes)
-
-    def vacuum() -> list[str]:
-        current = DeltaTable(path, storage_options=storage_options)
-        # Our floor replaces delta-rs's own check (the table's property, or 7 days when unset).
-        return current.vacuum(retention_hours=retention, dry_run=dry_run, enforce_retention_duration=False)
-
     if dry_run:
-        report.files_vacuumed = len(delta.vacuum(retention_hours=retention, dry_run=True,
-                                                 enforce_retention_duration=False))
-        report.files_compacted = _small_files(delta, settings.target_file_bytes)
+        report.files_vacuumed = len(engine.vacuum(dry_run=True))
+        report.files_compacted = engine.small_files()
         report.version_after, report.files_after = report.version_before, report.files_before
         return report
 
-    report.files_compacted = attempt(compact).get("numFilesRemoved", 0)
-    sizes = _sizes(DeltaTable(path, storage_options=storage_options).vacuum(
-        retention_hours=retention, dry_run=True, enforce_retention_duration=False), path, storage_options)
-    vacuumed = attempt(vacuum)
+    report.files_compacted = attempt(engine.compact)
+    sizes = _sizes(engine.vacuum(dry_run=True), path, storage_options)
+    vacuumed = attempt(engine.vacuum)
     report.files_vacuumed = len(vacuumed)
     report.bytes_vacuumed = sum(sizes.get(name, 0) for name in vacuumed)
 
     logs_before = _log_files(path, storage_options)
-    current = DeltaTable(path, storage_options=storage_options)
-    current.create_checkpoint()  # not a commit: a concurrent writer's next version is unaffected
-    current.cleanup_metadata()
+    engine.checkpoint()  # not a commit: a concurrent writer's next version is unaffected
     report.checkpointed = True
     report.log_files_removed = max(0, len(logs_before - _log_files(path, storage_options)))
-    final = DeltaTable(path, storage_options=storage_options)
-    report.version_after, report.files_after = final.version(), len(final.file_uris())
+    report.version_after, report.files_after = engine.state()
     return report
+
+
+class _DeltaRs:
+    """The maintenance steps through delta-rs (no JVM; tables without deletion vectors)."""
+
+    def __init__(self, path: str, table: str, settings: MaintenanceSettings, retention: int,
+                 storage_options: dict[str, str] | None) -> None:
+        self.path, self.table, self.settings, self.retention = path, table, settings, retention
+        self.storage_options = storage_options
+        self.is_conflict = _is_conflict
+
+    def _current(self):
+        from deltalake import DeltaTable
+
+        return DeltaTable(self.path, storage_options=self.storage_options)
+
+    def state(self) -> tuple[int, int]:
+        current = self._current()
+        return current.version(), len(current.file_uris())
+
+    def small_files(self) -> int:
+        return _small_files(self._current(), self.settings.target_file_bytes)
+
+    def compact(self) -> int:
+        current = self._current()
+        if self.table in KINDS and self.settings.kind_layout == "zorder":
+            if _small_files(current, self.settings.target_file_bytes) < 2:
+                return 0  # Z-order would rewrite the table for nothing
+            return current.optimize.z_order(["ind"], target_size=self.settings.target_file_bytes)["numFilesRemoved"]
+        return current.optimize.compact(target_size=self.settings.target_file_bytes)["numFilesRemoved"]
+
+    def vacuum(self, dry_run: bool = False) -> list[str]:
+        # Our floor replaces delta-rs's own check (the table's property, or 7 days when unset).
+        return self._current().vacuum(retention_hours=self.retention, dry_run=dry_run, enforce_retention_duration=False)
+
+    def checkpoint(self) -> None:
+        current = self._current()
+        current.create_checkpoint()
+        current.cleanup_metadata()
+
+
+class _DeltaSpark:
+    """The maintenance steps through delta-spark, in a session of their own (their settings stay there).
+
+    Compaction bin-packs the small files and commits every ``compact_batch_bytes`` of them on its own
+    (Delta's ``optimize.batchSize``): when the stream's MERGE wins a race, only that batch is redone on
+    a fresh snapshot, and each pass makes progress however often the stream commits. VACUUM is LITE:
+    only files the log removed, never unreferenced files (a concurrent writer's uncommitted output).
+    """
+
+    def __init__(self, spark, path: str, table: str, settings: MaintenanceSettings, retention: int) -> None:
+        from streaming.delta_sink import is_delta_conflict
+
+        self.spark = spark.newSession()
+        self.path, self.table, self.settings, self.retention = path, table, settings, retention
+        self.is_conflict = is_delta_conflict
+        conf = {"spark.databricks.delta.optimize.maxFileSize": settings.target_file_bytes,
+                "spark.databricks.delta.optimize.minFileSize": settings.target_file_bytes // 2,
+                "spark.databricks.delta.optimize.batchSize": settings.compact_batch_bytes,
+                # Our floor (check_retention) replaces Delta's own check of the table's retention property.
+                "spark.databricks.delta.retentionDurationCheck.enabled": "false",
+                "spark.databricks.delta.vacuum.parallelDelete.enabled": "true"}
+        for key, value in conf.items():
+            self.spark.conf.set(key, str(value))
+        self.name = f"delta.`{path}`"
+
+    def state(self) -> tuple[int, int]:
+        from delta.tables import DeltaTable
+
+        detail = DeltaTable.forPath(self.spark, self.path).detail().select("numFiles").first()
+        version = DeltaTable.forPath(self.spark, self.path).history(1).select("version").first()
+        return version[0], detail[0]
+
+    def small_files(self) -> int:
+        from deltalake import DeltaTable
+
+        return _small_files(DeltaTable(self.path), self.settings.target_file_bytes // 2)
+
+    def compact(self) -> int:
+        zorder = " ZORDER BY (ind)" if self.table in KINDS and self.settings.kind_layout == "zorder" else ""
+        metrics = self.spark.sql(f"OPTIMIZE {self.name}{zorder}").select("metrics.numFilesRemoved").first()
+        return int(metrics[0] or 0)
+
+    def vacuum(self, dry_run: bool = False) -> list[str]:
+        command = f"VACUUM {self.name} LITE RETAIN {self.retention} HOURS"
+        doomed = [row[0] for row in self.spark.sql(command + " DRY RUN").collect()]
+        if not dry_run and doomed:
+            self.spark.sql(command).collect()
+        return doomed
+
+    def checkpoint(self) -> None:
+        """A checkpoint of the newest version, then the log files past their retention that it makes unneeded."""
+        jvm = self.spark._jvm
+        delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, self.path)
+        none = jvm.scala.Option.empty()
+        delta_log.checkpointAndCleanUpDeltaLog(delta_log.update(False, none, none), none)
 
 
 def maintain_lake(lake: str, settings: MaintenanceSettings = MaintenanceSettings(),
                   storage_options: dict[str, str] | None = None, tables: list[str] | None = None,
                   retention_hours: int | None = None, force: bool = False, dry_run: bool = False,
-                  checkpoints: bool = True) -> MaintenanceReport:
+                  checkpoints: bool = True, spark=None) -> MaintenanceReport:
     """Maintain ``tables`` (default: every table of the lake) and prune the query checkpoints.
 
     A retention below the floor raises :class:`RetentionError` before anything is changed; a table
-    whose maintenance fails is reported (``error``) and the others still run.
+    whose maintenance fails is reported (``error``) and the others still run. ``spark``: maintain
+    through delta-spark (see :func:`maintain_table`).
     """
     from deltalake import DeltaTable
 
@@ -259,7 +347,7 @@ def maintain_lake(lake: str, settings: MaintenanceSettings = MaintenanceSettings
     for table in chosen:
         started = time.perf_counter()
         try:
-            reports.append(maintain_table(lake, table, settings, storage_options, retention, force, dry_run))
+            reports.append(maintain_table(lake, table, settings, storage_options, retention, force, dry_run, spark))
         except RetentionError:
             raise
         except Exception as error:  # noqa: BLE001 - reported per table; the others still get maintained

@@ -97,11 +97,16 @@ def assert_readable_by_every_reader(settings, tables) -> None:
     for table in tables:
         path = settings.table_path(table)
         files = DeltaTable(path).file_uris()
-        rows = read_delta(path).to_pylist()                                            # deltalake
-        assert len(ds.dataset(files, format="parquet").to_table().to_pylist()) == len(rows)  # pyarrow
+        arrow = read_delta(path)                                                       # deltalake -> pyarrow
+        rows = arrow.to_pylist()
         assert len(pl.read_delta(path).to_dicts()) == len(rows)                        # polars
-        # duckdb's delta extension is downloaded at run time (no network here): it reads the table's files.
-        assert len(duckdb.sql(f"SELECT * FROM read_parquet({files!r}, union_by_name=true)").fetchall()) == len(rows)
+        # duckdb's delta extension is downloaded at run time (no network here): duckdb queries deltalake's Arrow.
+        assert len(duckdb.sql("SELECT * FROM arrow").fetchall()) == len(rows)
+        # Every data file decodes in plain parquet readers too. They apply no deletion vectors, so the kind
+        # tables' files may hold more rows than the table (rows a MERGE replaced); quarantine has none.
+        raw = ds.dataset(files, format="parquet").to_table().to_pylist()
+        parquet = duckdb.sql(f"SELECT * FROM read_parquet({files!r}, union_by_name=true)").fetchall()
+        assert len(raw) == len(parquet) >= len(rows) and (table != "quarantine" or len(raw) == len(rows))
 
 
 def test_every_bad_record_lands_exactly_once_and_every_table_stays_readable(

@@ -1,4 +1,4 @@
-"""The delta-rs sink's exactly-once rules, on real Delta tables."""
+"""The delta-rs sink's exactly-once rules, on real Delta tables (delta-spark's: test_native_sink.py)."""
 
 from __future__ import annotations
 
@@ -64,22 +64,6 @@ def test_an_older_record_does_not_overwrite_a_newer_one(spark, tmp_path):
     sink.write_arrow(routed_batch(spark, [user(1, "Old", 2, T - dt.timedelta(hours=1))]), 1)
     (row,) = read_delta(str(tmp_path / "user")).to_pylist()
     assert row["user_name"] == "New X"
-
-
-def test_native_delta_sink_when_its_jars_exist(spark, tmp_path):
-    from streaming.delta_sink import DeltaSparkSink, native_delta_available
-
-    if not native_delta_available(spark):
-        pytest.skip("delta-spark is not among the job's JVM packages yet (deploy/jvm/spark/pom.xml; issue 25); "
-                    "DeltaSparkSink is used where the platform has it (Databricks, EMR)")
-    rows = [user(1, "A", 0), user(1, "A", 1), ("{bad", "user", "kafka", "t.user", "0", "2", T)]
-    sink = DeltaSparkSink(spark, str(tmp_path), "kafka")
-    sink.bind("q")
-    routed = route(spark.createDataFrame(rows, ENVELOPE))
-    sink.write_micro_batch(routed, 0)
-    sink.write_micro_batch(routed, 0)
-    assert spark.read.format("delta").load(str(tmp_path / "user")).count() == 1
-    assert spark.read.format("delta").load(str(tmp_path / "quarantine")).count() == 1
 
 
 def kinesis_user(ind, name, position, when=T):
