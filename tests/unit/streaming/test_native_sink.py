@@ -44,7 +44,10 @@ def commits(table: Path) -> list[dict]:
         txn = next((a["txn"] for a in actions if "txn" in a), None)
         out.append({"version": int(path.stem), "operation": next(a["commitInfo"]["operation"] for a in actions
                                                                  if "commitInfo" in a),
-                    "txn": txn, "added": [a["add"]["path"] for a in actions if "add" in a]})
+                    "txn": txn, "metrics": next(a["commitInfo"].get("operationMetrics", {}) for a in actions
+                                                if "commitInfo" in a),
+                    # new data files (a file given a deletion vector is added again, with it)
+                    "added": [a["add"]["path"] for a in actions if "add" in a and not a["add"].get("deletionVector")]})
     return out
 
 
@@ -152,6 +155,7 @@ def test_a_merge_that_updates_a_few_rows_writes_a_few_rows(spark, tmp_path):
     [merge] = [c for c in commits(tmp_path / "user") if c["version"] == 2]
     added = sum(pq.read_metadata(tmp_path / "user" / f).num_rows for f in merge["added"])
     assert added == 1  # the updated row; the old one is marked deleted in a deletion vector, its file kept
+    assert (merge["metrics"]["numTargetRowsCopied"], merge["metrics"]["numTargetDeletionVectorsAdded"]) == ("0", "1")
     assert names(tmp_path / "user")[1999] == "Changed X" and len(names(tmp_path / "user")) == 2000
 
 
