@@ -342,9 +342,9 @@ class DeltaSparkSink(_AppIdMixin):
 
     Exactly-once through Delta's app transactions. A MERGE has no per-write options: Delta reads
     ``txnAppId``/``txnVersion`` from the SQL conf of the session the MERGE runs in. So every commit
-    runs in a session made for it alone (``newSession()``: its own SQL conf, the shared SparkContext)
-    and dropped after it; the Kafka and Kinesis queries, whose batches run at the same time, can
-    never commit under each other's id. A batch whose app transaction a table already holds is
+    runs in a session of the sink's own, one per table (``newSession()``: its own SQL conf, the
+    shared SparkContext), which no other code holds; the Kafka and Kinesis queries, whose batches
+    run at the same time, can never commit under each other's id. A batch whose app transaction a table already holds is
     skipped by Delta itself (a replay after a crash writes only what is missing).
 
     Concurrent-modification conflicts are retried on a fresh snapshot. A table is created empty, with
@@ -357,6 +357,7 @@ class DeltaSparkSink(_AppIdMixin):
         self.spark = spark
         self.lake = lake
         self.conflicts_retried = 0
+        self._sessions: dict[str, SparkSession] = {}
         self._write_table = retry(retry=retry_if_exception(is_delta_conflict), stop=stop_after_attempt(commit_attempts),
                                   wait=wait_random_exponential(multiplier=0.1, max=5), reraise=True,
                                   before_sleep=self._on_conflict)(self._write_table)
@@ -383,9 +384,15 @@ class DeltaSparkSink(_AppIdMixin):
         log.info("%s batch %d: MERGEd by delta-spark in %.2fs", self.query_name, batch_id,
                  time.perf_counter() - started)
 
-    def commit_session(self, app_id: str, batch_id: int) -> SparkSession:
-        """A session for one commit, carrying its app transaction; no other code holds it."""
-        session = self.spark.newSession()
+    def commit_session(self, table: str, app_id: str, batch_id: int) -> SparkSession:
+        """The session of this sink's commits to ``table``, carrying the commit's app transaction.
+
+        One per (sink, table), made here and held by no other code: a sink's batches run one after the
+        other and its four tables' commits in their own threads, so no two commits ever share one.
+        """
+        session = self._sessions.get(table)
+        if session is None:
+            session = self._sessions[table] = self.spark.newSession()
         session.conf.set(TXN_APP_ID_CONF, app_id)
         session.conf.set(TXN_VERSION_CONF, str(batch_id))
         session.conf.set(TXN_AUTO_RESET_CONF, "true")  # and Delta clears them once they are used
@@ -412,7 +419,7 @@ class DeltaSparkSink(_AppIdMixin):
                 condition = bounded_key_condition(ranges)
             if not DeltaTable.isDeltaTable(self.spark, path):
                 self._create(path, rows, table)
-            target = DeltaTable.forPath(self.commit_session(app_id, batch_id), path).alias("t")
+            target = DeltaTable.forPath(self.commit_session(table, app_id, batch_id), path).alias("t")
             merger = target.merge(source.alias("s"), condition).whenNotMatchedInsertAll()
             if table != "quarantine":
                 merger = merger.whenMatchedUpdateAll(condition=UPDATE_IF_NEWER)
@@ -452,11 +459,13 @@ class DeltaSparkSink(_AppIdMixin):
 
 
 def native_delta_available(spark: SparkSession) -> bool:
+    """delta-spark's Python API and its jar (``spark.jars`` load it into Spark's class loader, which
+    ``Class.forName`` from Py4J's side does not see; Py4J's own lookup does)."""
     try:
         import delta.tables  # noqa: F401
+        from py4j.java_gateway import JavaClass
 
-        spark._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")
-        return True
+        return isinstance(spark._jvm.io.delta.tables.DeltaTable, JavaClass)
     except Exception:
         return False
 

@@ -165,3 +165,12 @@ def test_key_ranges_cover_every_key_in_few_ranges(spark):
     assert key_ranges(frame, max_ranges=32) == [(1, 3), (10, 11), (50, 50), (1000, 1002)]
     assert key_ranges(frame.limit(0)) == []
     assert bounded_key_condition([(1, 3), (50, 50)]) == "t.ind = s.ind AND ((t.ind >= 1 AND t.ind <= 3) OR t.ind = 50)"
+
+
+def test_the_native_writer_is_the_default_where_its_jars_are(spark, tmp_path, caplog):
+    from streaming.delta_sink import make_sink, native_delta_available
+
+    assert native_delta_available(spark)  # make install resolved delta-spark; the session loaded it
+    with caplog.at_level("INFO", logger="streaming.delta_sink"):
+        assert isinstance(make_sink(spark, str(tmp_path), "kafka"), DeltaSparkSink)
+    assert "query kafka writes its tables with delta-spark" in caplog.text  # the writer in use, logged
