@@ -358,6 +358,7 @@ class DeltaSparkSink(_AppIdMixin):
         self.lake = lake
         self.conflicts_retried = 0
         self._sessions: dict[str, SparkSession] = {}
+        self._properties_checked: set[str] = set()
         self._write_table = retry(retry=retry_if_exception(is_delta_conflict), stop=stop_after_attempt(commit_attempts),
                                   wait=wait_random_exponential(multiplier=0.1, max=5), reraise=True,
                                   before_sleep=self._on_conflict)(self._write_table)
@@ -419,6 +420,8 @@ class DeltaSparkSink(_AppIdMixin):
                 condition = bounded_key_condition(ranges)
             if not DeltaTable.isDeltaTable(self.spark, path):
                 self._create(path, rows, table)
+            elif table in KINDS and path not in self._properties_checked:
+                self._ensure_properties(path)
             target = DeltaTable.forPath(self.commit_session(table, app_id, batch_id), path).alias("t")
             merger = target.merge(source.alias("s"), condition).whenNotMatchedInsertAll()
             if table != "quarantine":
@@ -442,11 +445,24 @@ class DeltaSparkSink(_AppIdMixin):
         found = snapshot.transactions().get(app_id)
         return int(found.get()) if found.isDefined() else None
 
+    def _ensure_properties(self, path: str) -> None:
+        """A kind table written before (by delta-rs, say) gets deletion vectors from its next MERGE on."""
+        from delta.tables import DeltaTable
+
+        properties = DeltaTable.forPath(self.spark, path).detail().select("properties").first()[0]
+        missing = {k: v for k, v in KIND_TABLE_PROPERTIES.items() if properties.get(k) != v}
+        if missing:
+            log.warning("%s: setting %s (the table's readers need deletion-vector support from now on)", path, missing)
+            settings = ", ".join(f"'{k}' = '{v}'" for k, v in missing.items())
+            self.spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({settings})")
+        self._properties_checked.add(path)
+
     def _create(self, path: str, rows: DataFrame, table: str) -> None:
         """The table, empty, with the batch's schema and the table's properties (its MERGE fills it)."""
         from delta.tables import DeltaTable
 
         # The shared session: creating carries no app transaction (the MERGE is the batch's commit).
+        self._properties_checked.add(path)
         builder = DeltaTable.createIfNotExists(self.spark).location(path).addColumns(rows.schema)
         for key, value in (KIND_TABLE_PROPERTIES if table in KINDS else {}).items():
             builder = builder.property(key, value)

@@ -16,7 +16,7 @@ from pinpipe.pipeline import run_stream as run
 from pinpipe.wiring import kafka_target_args
 from tests.helpers import (
     BAD_RECORDS, send_raw,
-    assert_each_batch_committed_once, assert_lake_matches, delta_commits, expected_tables, fresh_settings, kill_when, read_rows, run_to_the_end,
+    assert_each_batch_committed_once, assert_lake_matches, batch_commits, delta_commits, expected_tables, fresh_settings, kill_when, read_rows, run_to_the_end,
 )
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(kafka_broker,
     env = _job_env(settings)
     command = [sys.executable, "-m", "pinpipe.cli", "stream", "--sources", "kafka"]
     # Kill it once some batches have committed, but well before it could finish.
-    kill_when(command, env, tmp_path, lambda: delta_commits(tmp_path / "lake" / "quarantine") >= 2)
+    kill_when(command, env, tmp_path, lambda: len(batch_commits(tmp_path / "lake" / "pin")) >= 2)
     partial = read_rows(settings, "pin")
     assert 0 < len(partial) < len(expected_tables(messages)["pin"]), "kill did not land mid-run"
 

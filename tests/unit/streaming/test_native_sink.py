@@ -174,3 +174,15 @@ def test_the_native_writer_is_the_default_where_its_jars_are(spark, tmp_path, ca
     with caplog.at_level("INFO", logger="streaming.delta_sink"):
         assert isinstance(make_sink(spark, str(tmp_path), "kafka"), DeltaSparkSink)
     assert "query kafka writes its tables with delta-spark" in caplog.text  # the writer in use, logged
+
+
+def test_a_table_the_delta_rs_sink_wrote_gets_deletion_vectors(spark, tmp_path):
+    from streaming.delta_sink import DeltaRsSink
+
+    older = DeltaRsSink(str(tmp_path), "kafka")
+    older.bind("old-query")
+    older.write_arrow(routed(spark, [user(ind, "Old", ind) for ind in range(50)]).toArrow(), 0)
+    sink(spark, tmp_path, "kafka").write_micro_batch(routed(spark, [user(7, "New", 100)]), 0)
+    [merge] = [c for c in commits(tmp_path / "user") if c["operation"] == "MERGE"]
+    assert merge["metrics"]["numTargetDeletionVectorsAdded"] == "1" and merge["metrics"]["numTargetRowsCopied"] == "0"
+    assert names(tmp_path / "user")[7] == "New X" and len(names(tmp_path / "user")) == 50
