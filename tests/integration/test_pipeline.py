@@ -80,7 +80,7 @@ def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(kafka_broker,
     env = _job_env(settings)
     command = [sys.executable, "-m", "pinpipe.cli", "stream", "--sources", "kafka"]
     # Kill it once some batches have committed, but well before it could finish.
-    kill_when(command, env, tmp_path, lambda: len(batch_commits(tmp_path / "lake" / "pin")) >= 2)
+    kill_when(command, env, tmp_path, lambda: len(batch_commits(tmp_path / "lake" / "pin")) >= 1)
     partial = read_rows(settings, "pin")
     assert 0 < len(partial) < len(expected_tables(messages)["pin"]), "kill did not land mid-run"
 
