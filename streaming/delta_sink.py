@@ -382,7 +382,8 @@ class DeltaSparkSink(_AppIdMixin):
                     future.result()
         finally:
             routed.unpersist()
-        log.info("%s batch %d: MERGEd by delta-spark in %.2fs", self.query_name, batch_id,
+        # DEBUG: streaming.progress logs each batch's line (rows per table); this is its timing.
+        log.debug("%s batch %d: MERGEd by delta-spark in %.2fs", self.query_name, batch_id,
                  time.perf_counter() - started)
 
     def commit_session(self, table: str, app_id: str, batch_id: int) -> SparkSession:
