@@ -60,7 +60,7 @@ def writers(spark, root: Path):
 
 
 def bytes_added(table: Path, since_version: int) -> list[int]:
-    """Bytes of the data and deletion-vector files each commit after ``since_version`` added."""
+    """Bytes of the data and deletion-vector files each app-transaction commit after ``since_version`` wrote."""
     out = []
     for commit in sorted((table / "_delta_log").glob("*.json")):
         if int(commit.stem) <= since_version:
@@ -68,8 +68,12 @@ def bytes_added(table: Path, since_version: int) -> list[int]:
         actions = [json.loads(line) for line in commit.read_text().splitlines()]
         if not any("txn" in a for a in actions):
             continue
+        # A file that only got a deletion vector is removed and added again under its own path, unchanged:
+        # only its new deletion vector was written. A path the commit did not remove is a new data file.
+        removed = {a["remove"]["path"] for a in actions if "remove" in a}
         adds = [a["add"] for a in actions if "add" in a]
-        out.append(sum(a["size"] + (a.get("deletionVector") or {}).get("sizeInBytes", 0) for a in adds))
+        out.append(sum((0 if a["path"] in removed else a["size"]) + (a.get("deletionVector") or {}).get("sizeInBytes", 0)
+                       for a in adds))
     return out
 
 
