@@ -108,3 +108,69 @@ def test_maintain_while_the_stream_commits_loses_nothing_and_the_stream_goes_on(
     with pytest.raises(RetentionError, match="below the safe floor"):
         maintain_lake(settings.lake, MaintenanceSettings(), retention_hours=2, spark=spark)
     assert read_rows(settings, "pin")
+
+
+RATE = 3_000  # records/s, the rate at which Z-order under delta-rs lost every race (issue 25)
+MAX_STREAM_SECONDS = 180
+
+
+def paced(messages, rate: float, began: list[float], stop: threading.Event, sent: list):
+    """``messages`` at ``rate`` records/s until ``stop`` is set (the clock starts at the first record)."""
+    began.append(time.monotonic())
+    for n, message in enumerate(messages):
+        if stop.is_set() or time.monotonic() > began[0] + MAX_STREAM_SECONDS:
+            return
+        ahead = began[0] + n / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+        sent.append(message)
+        yield message
+
+
+@pytest.mark.skip(reason="not passing yet (issue 25): on 2 shared cores (load ~7) maintain's first pass, run in the "
+                  "stream's own SparkSession, took 213 s while the stream took 3,000 records/s (the producer's 180 s cap "
+                  "ran out first); its report was ok. Likely Spark's FIFO scheduler queueing maintenance's jobs behind "
+                  "the stream's: try spark.scheduler.mode=FAIR or maintain in its own process as `pinpipe maintain` does")
+@pytest.mark.timeout(1500)
+def test_maintain_completes_while_a_3000_records_per_second_stream_runs_and_loses_nothing(spark, kafka_broker,
+                                                                                            tmp_path):
+    settings = fresh_settings(kafka_broker, tmp_path / "lake", trigger_interval="1 second")
+    warm = list(generate(300, seed=41, dirt=Dirt(misrouted_rate=0.01)))
+    produce(warm, **kafka_target_args(settings), progress=False)
+    query = start_source_query(spark, settings, "kafka", available_now=False)
+    try:
+        wait_until(lambda: landed(settings, warm), 600, "the first posts", query)
+        # The soak's dirt: repeats of recent posts, which the stream MERGEs as updates of rows maintenance compacts.
+        # Records flow at 3,000/s until a maintenance pass has begun and ended inside the stream.
+        began, ended, fast, stop = [], [], [], threading.Event()
+
+        def send_at_rate() -> None:
+            endless = generate(None, seed=42, dirt=Dirt(repeat_rate=0.15, misrouted_rate=0.01), first_ind=1_000)
+            produce(paced(endless, RATE, began, stop, fast), **kafka_target_args(settings), progress=False)
+            ended.append(time.monotonic())
+
+        producer = threading.Thread(target=send_at_rate)
+        producer.start()
+        while not began:
+            time.sleep(0.05)
+        time.sleep(3)  # the stream is committing at full rate when maintenance starts
+        maintain_began = time.monotonic()
+        report = maintain_lake(settings.lake, SETTINGS, retention_hours=1, spark=spark)
+        maintain_ended = time.monotonic()
+        time.sleep(2)  # and records still arrive after it
+        stop.set()
+        producer.join()
+        assert ended, "the producer failed"
+        print(report.text())
+        produced_for = ended[0] - began[0]  # until the last record was delivered
+        print(f"{len(fast)} records in {produced_for:.1f} s ({len(fast) / produced_for:.0f}/s); maintenance "
+              f"from {maintain_began - began[0]:.1f} s to {maintain_ended - began[0]:.1f} s into the stream")
+        assert maintain_ended < began[0] + produced_for, "the stream stopped before maintenance completed"
+        assert report.ok, report.text()
+        assert sum(t.files_compacted for t in report.tables) > 0, "maintenance compacted nothing"
+        assert len(fast) / produced_for >= 0.9 * RATE, f"the producer only reached {len(fast) / produced_for:.0f}/s"
+        wait_until(lambda: landed(settings, warm + fast), 900, "every record of the stream", query)
+    finally:
+        query.stop()
+    assert_lake_matches(settings, warm + fast, extra_bad=0)  # nothing lost, one row per ind, the newest values
+    assert_each_batch_committed_once(settings.lake)
