@@ -7,6 +7,7 @@ workers; a worker SIGKILLed mid-run is survived; and no secret leaks into a comm
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import re
@@ -106,6 +107,38 @@ def assert_same_tables(left: Path, right: Path) -> None:
         assert got == expected, f"{table} differs between {left} and {right}"
 
 
+def data_files_added(table: Path) -> tuple[int, int]:
+    """(files, bytes) of the data and deletion-vector files the table's Delta log ever added."""
+    files = size = 0
+    for commit in sorted((table / "_delta_log").glob("*.json")):
+        for action in map(json.loads, commit.read_text().splitlines()):
+            if "add" in action:
+                dv = action["add"].get("deletionVector") or {}
+                files, size = files + 1, size + action["add"]["size"] + dv.get("sizeInBytes", 0)
+    return files, size
+
+
+def assert_executors_wrote_the_data_files(lake: Path, events: Path) -> None:
+    """Every byte of the tables' data files was written by a task on an executor; the driver wrote only the log.
+
+    In client mode no task runs in the driver, so a data file the driver wrote would have to come from
+    the job's Python (as delta-rs's did): then the executors' written bytes would fall short of the files'.
+    """
+    tasks = [event for log in events.iterdir() for event in map(json.loads, log.read_text().splitlines())
+             if event.get("Event") == "SparkListenerTaskEnd"]
+    assert tasks, f"no task in the event log under {events}"
+    assert {t["Task Info"]["Executor ID"] for t in tasks} - {"driver"}, "no task ran on an executor"
+    assert all(t["Task Info"]["Executor ID"] != "driver" for t in tasks), "a task ran in the driver"
+    written = sum(((t.get("Task Metrics") or {}).get("Output Metrics") or {}).get("Bytes Written", 0) for t in tasks)
+    files, size = map(sum, zip(*(data_files_added(lake / table) for table in TABLES)))
+    print(f"{files} data files ({size} bytes) in the tables; the executors' tasks wrote {written} bytes "
+          f"in {len(tasks)} tasks")
+    assert files > 0 and written >= size, (written, size)
+    for table in TABLES:  # and the driver's Delta log holds no data file of its own
+        assert not [p for p in (lake / table / "_delta_log").iterdir() if p.suffix == ".parquet"
+                    and ".checkpoint." not in p.name], table
+
+
 class ProcessWatch:
     """Samples every process's command line while a run goes on, looking for a value."""
 
@@ -152,12 +185,17 @@ def local_lakes(topics, kafka_broker, tmp_path_factory, package):
 
 def test_stream_and_batch_on_the_cluster_land_what_local_mode_lands(cluster: StandaloneCluster, topics,
                                                                      kafka_broker, local_lakes, tmp_path):
-    lake = tmp_path / "lake"
+    lake, events = tmp_path / "lake", tmp_path / "events"
+    events.mkdir()
     env = submit_env(lake, topics, kafka_broker, cluster.url)
+    # Spark's event log of the stream run: which process ran each task and how many bytes it wrote.
+    stream_env = {**env, "SPARK_SUBMIT_OPTS_EXTRA": env["SPARK_SUBMIT_OPTS_EXTRA"]
+                  + f" --conf spark.eventLog.enabled=true --conf spark.eventLog.dir=file://{events}"}
     with ProcessWatch(SENTINEL) as watch:
-        stream_out = run_to_the_end(["stream", "--available-now", "--sources", "kafka", "--archive"], env, tmp_path,
-                                    tmp_path / "stream.log")
+        stream_out = run_to_the_end(["stream", "--available-now", "--sources", "kafka", "--archive"], stream_env,
+                                    tmp_path, tmp_path / "stream.log")
     assert_same_tables(local_lakes, lake)
+    assert_executors_wrote_the_data_files(lake, events)
 
     # The batch path over the archive the cluster wrote: on the cluster and locally, each into a lake of its own.
     archive = str(lake / "raw")
@@ -217,6 +255,51 @@ def test_a_worker_killed_mid_run_is_survived_without_loss_or_duplicates(cluster:
     assert re.search(r"(Lost executor|Executor lost|Removed executor|is now (LOST|EXITED|DEAD))", output), \
         "the driver never noticed the lost worker: the kill came too late"
     assert_same_tables(local_lakes, lake)
+
+
+def peak_rss_of_group(process: subprocess.Popen, timeout: float) -> int:
+    """Wait for ``process``; the peak of the summed RSS (bytes) of its process group (the driver: launcher, JVM, Python)."""
+    peak, deadline = 0, time.monotonic() + timeout
+    while process.poll() is None:
+        assert time.monotonic() < deadline, "the run did not end in time"
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == process.pid:  # pgrp (fields after the command name: state, ppid, pgrp)
+                    total += int((stat.parent / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            except (OSError, IndexError, ValueError):
+                pass
+        peak = max(peak, total)
+        time.sleep(0.2)
+    return peak
+
+
+RSS_POSTS = 2_000  # 6,000 records
+
+
+def test_the_drivers_peak_rss_stays_flat_when_the_batches_grow_tenfold(cluster: StandaloneCluster, kafka_broker,
+                                                                       tmp_path):
+    """The sink MERGEs on the executors: no row of a batch passes through the driver, so its memory does not
+    follow the batch size (delta-rs collected each batch to the driver)."""
+    prefix = f"r{uuid.uuid4().hex[:10]}"
+    produce(generate(RSS_POSTS, 12, Dirt(repeat_rate=0)), **kafka_target_args(Settings(prefix=prefix, kafka={
+        "bootstrap_servers": kafka_broker})), progress=False)
+    peaks = {}
+    for batch in (600, 6_000):
+        run = tmp_path / str(batch)
+        env = submit_env(run / "lake", prefix, kafka_broker, cluster.url, PINPIPE_MAX_OFFSETS_PER_TRIGGER=str(batch))
+        process = spark_submit(["stream", "--available-now", "--sources", "kafka"], env, tmp_path, run.with_suffix(".log"))
+        try:
+            peaks[batch] = peak_rss_of_group(process, RUN_TIMEOUT)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, 9)
+        assert process.returncode == 0, _tail(run.with_suffix(".log").read_text(errors="replace"))
+        assert len(comparable(run / "lake", "pin")) == RSS_POSTS
+    print(f"driver peak RSS: {peaks[600] / 2**20:.0f} MiB at 600 records a batch, "
+          f"{peaks[6_000] / 2**20:.0f} MiB at 6,000 ({peaks[6_000] / peaks[600]:.2f}x)")
+    assert peaks[6_000] <= 1.2 * peaks[600], peaks
 
 
 MSK_IAM_CLASSES = ("software.amazon.msk.auth.iam.IAMLoginModule",
