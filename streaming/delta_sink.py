@@ -279,7 +279,13 @@ TXN_AUTO_RESET_CONF = "spark.databricks.delta.write.txnVersion.autoReset.enabled
 KIND_TABLE_PROPERTIES = {"delta.enableDeletionVectors": "true"}
 
 
+class TableCreationRace(Exception):
+    """Creating a table failed while another writer was creating it (its first commit not visible yet)."""
+
+
 def is_delta_conflict(error: BaseException) -> bool:
+    if isinstance(error, TableCreationRace):
+        return True  # retried: the next attempt finds the other writer's table and MERGEs into it
     names = {cls.__name__ for cls in type(error).__mro__}
     return bool(names & set(_DELTA_CONFLICTS)) or any(name in str(error) for name in _DELTA_CONFLICTS)
 
@@ -469,9 +475,11 @@ class DeltaSparkSink(_AppIdMixin):
             builder = builder.property(key, value)
         try:
             builder.execute()
-        except Exception:
+        except Exception as error:
             if not DeltaTable.isDeltaTable(self.spark, path):
-                raise
+                # Seen with the Kafka and Kinesis queries starting together: createIfNotExists finds the other's
+                # _delta_log and then no commit in it yet (DELTA_TABLE_NOT_FOUND). Retried like a conflict.
+                raise TableCreationRace(f"{path}: {str(error).splitlines()[0][:200]}") from error
             log.info("%s: created by a concurrent writer; merging into it", path)
 
 
