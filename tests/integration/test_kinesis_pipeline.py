@@ -14,7 +14,7 @@ from pinpipe.clients import aws_client
 from pinpipe.pipeline import run_stream as run
 from tests.helpers import (
     batch_commits,
-    assert_each_batch_committed_once, assert_lake_matches, delta_commits, expected_tables, fresh_settings, kill_when, misrouted, read_rows, run_to_the_end,
+    assert_each_batch_committed_once, assert_lake_matches, expected_tables, fresh_settings, kill_when, misrouted, read_rows, run_to_the_end,
 )
 
 pytestmark = pytest.mark.integration
