@@ -35,6 +35,7 @@ from pyspark.sql.window import Window
 from tenacity import retry, retry_if_exception, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from schemas.contracts import KINDS, TABLES
+from pinpipe.spark import child_session
 from streaming.tables import TARGET_FILE_BYTES, table_path
 from streaming.metrics import record_commit
 
@@ -348,7 +349,7 @@ class DeltaSparkSink(_AppIdMixin):
 
     Exactly-once through Delta's app transactions. A MERGE has no per-write options: Delta reads
     ``txnAppId``/``txnVersion`` from the SQL conf of the session the MERGE runs in. So every commit
-    runs in a session of the sink's own, one per table (``newSession()``: its own SQL conf, the
+    runs in a session of the sink's own, one per table (``child_session``: its own SQL conf, the
     shared SparkContext), which no other code holds; the Kafka and Kinesis queries, whose batches
     run at the same time, can never commit under each other's id. A batch whose app transaction a table already holds is
     skipped by Delta itself (a replay after a crash writes only what is missing).
@@ -400,7 +401,7 @@ class DeltaSparkSink(_AppIdMixin):
         """
         session = self._sessions.get(table)
         if session is None:
-            session = self._sessions[table] = self.spark.newSession()
+            session = self._sessions[table] = child_session(self.spark)
         session.conf.set(TXN_APP_ID_CONF, app_id)
         session.conf.set(TXN_VERSION_CONF, str(batch_id))
         session.conf.set(TXN_AUTO_RESET_CONF, "true")  # and Delta clears them once they are used

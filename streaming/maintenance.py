@@ -276,9 +276,10 @@ class _DeltaSpark:
     """
 
     def __init__(self, spark, path: str, table: str, settings: MaintenanceSettings, retention: int) -> None:
+        from pinpipe.spark import child_session
         from streaming.delta_sink import is_delta_conflict
 
-        self.spark = spark.newSession()
+        self.spark = child_session(spark)
         self.path, self.table, self.settings, self.retention = path, table, settings, retention
         self.is_conflict = is_delta_conflict
         conf = {"spark.databricks.delta.optimize.maxFileSize": settings.target_file_bytes,

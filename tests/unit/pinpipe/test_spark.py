@@ -24,3 +24,14 @@ def test_shuffle_partitions_are_the_clusters_unless_set(master, configured, expe
 
 def test_the_tests_session_is_local_with_two_shuffle_partitions(spark):
     assert spark.conf.get("spark.sql.shuffle.partitions") == "2"
+
+
+def test_a_child_session_keeps_the_shuffle_partitions_a_new_session_would_lose(spark):
+    from pinpipe.spark import child_session
+
+    # The sink's commits and maintenance run in such sessions: 200 tiny tasks a shuffle otherwise.
+    assert spark.newSession().conf.get("spark.sql.shuffle.partitions") == "200"
+    child = child_session(spark)
+    assert child.conf.get("spark.sql.shuffle.partitions") == "2"
+    child.conf.set("spark.databricks.delta.write.txnAppId", "a")  # its own settings stay its own
+    assert spark.conf.get("spark.databricks.delta.write.txnAppId", None) is None
