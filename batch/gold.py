@@ -39,7 +39,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from schemas.contracts import CLEAN_COLUMNS, ddl
 from schemas.errors import PinpipeError
-from streaming.delta_sink import native_delta_available
+from streaming.delta_sink import native_delta_available, spark_filesystem_available
 
 SOURCE_TABLES = ("pin", "geo", "user")
 # Only the columns the questions read: fewer bytes to scan, and the metadata columns stay out.
@@ -245,10 +245,10 @@ def load_source(spark: SparkSession, lake: str, table: str, storage_options: dic
         raise GoldError(f"no {table} table at {path}: run `pinpipe stream` or `pinpipe batch` first") from None
     snapshot = SourceSnapshot(table, path, delta.version())
     columns = list(SOURCE_COLUMNS[table])
-    if native if native is not None else native_delta_available(spark):
+    if native if native is not None else (native_delta_available(spark) and spark_filesystem_available(spark, path)):
         frame = spark.read.format("delta").option("versionAsOf", snapshot.version).load(path)
     else:
-        # No delta-spark here: read the snapshot through delta-rs (gold inputs are small). Not the table's
+        # No delta-spark here, or no file system of Spark's for the lake: read the snapshot through delta-rs (gold inputs are small). Not the table's
         # parquet files: their rows include those a deletion vector removed.
         from deltalake import QueryBuilder
 
@@ -288,7 +288,7 @@ def run_queries(spark: SparkSession, lake: str, names: Iterable[str] | None = No
     (recorded in every gold commit's metadata, with the time of the run).
     """
     chosen = resolve_names(names)
-    native = native_delta_available(spark)
+    native = native_delta_available(spark) and spark_filesystem_available(spark, lake)
     frames, snapshots = {}, {}
     for table in SOURCE_TABLES:
         frames[table], snapshots[table] = load_source(spark, lake, table, storage_options, native)

@@ -435,7 +435,8 @@ class DeltaSparkSink(_AppIdMixin):
             if table != "quarantine":
                 merger = merger.whenMatchedUpdateAll(condition=UPDATE_IF_NEWER)
             merger.withSchemaEvolution().execute()
-            record_commit(self.query_name, table, metrics_summary(source, table), None)
+            # The rows the batch offered the table, as delta-rs counts them (repeats inside a batch included).
+            record_commit(self.query_name, table, metrics_summary(rows, table), self._version(path))
         finally:
             if source is not rows:
                 source.unpersist()
@@ -452,6 +453,12 @@ class DeltaSparkSink(_AppIdMixin):
             False, none, none)
         found = snapshot.transactions().get(app_id)
         return int(found.get()) if found.isDefined() else None
+
+    def _version(self, path: str) -> int:
+        """The table's version as this process last saw it (its own commit, or a newer one): no log read."""
+        jvm = self.spark._jvm
+        return int(jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path)
+                   .unsafeVolatileSnapshot().version())
 
     def _ensure_properties(self, path: str) -> None:
         """A kind table written before (by delta-rs, say) gets deletion vectors from its next MERGE on."""
@@ -496,9 +503,25 @@ def native_delta_available(spark: SparkSession) -> bool:
         return False
 
 
+def spark_filesystem_available(spark: SparkSession, path: str) -> bool:
+    """Whether Spark's executors can open ``path``: Hadoop has a FileSystem for its scheme (EMR and
+    Databricks have ``s3://``; a plain Spark has none, and delta-rs then reads and writes it)."""
+    try:
+        jvm = spark._jvm
+        jvm.org.apache.hadoop.fs.Path(path).getFileSystem(spark._jsc.hadoopConfiguration())
+        return True
+    except Exception:
+        return False
+
+
 def make_sink(spark: SparkSession, lake: str, query_name: str, kind: str = "auto",
               storage_options: dict[str, str] | None = None, target_file_bytes: int = TARGET_FILE_BYTES) -> TableSink:
-    """The writer of one query's tables: delta-spark (``auto`` where its jars exist), else delta-rs. Logged."""
+    """The writer of one query's tables: delta-spark (``auto`` where its jars exist and Spark can open the
+    lake), else delta-rs. Logged."""
+    if kind == "auto" and native_delta_available(spark) and not spark_filesystem_available(spark, lake):
+        log.warning("query %s writes its tables with delta-rs (each batch through the driver): this Spark has no "
+                    "file system for %s", query_name, lake)
+        return DeltaRsSink(lake, query_name, storage_options, target_file_bytes)
     if kind == "delta-spark" or (kind == "auto" and native_delta_available(spark)):
         log.info("query %s writes its tables with delta-spark (MERGE on the executors)", query_name)
         return DeltaSparkSink(spark, lake, query_name)
@@ -507,4 +530,4 @@ def make_sink(spark: SparkSession, lake: str, query_name: str, kind: str = "auto
     return DeltaRsSink(lake, query_name, storage_options, target_file_bytes)
 
 
-__all__ = ["DeltaRsSink", "DeltaSparkSink", "is_delta_conflict", "TableSink", "make_sink", "latest_per_key", "table_rows", "KINDS"]
+__all__ = ["DeltaRsSink", "DeltaSparkSink", "is_delta_conflict", "spark_filesystem_available", "TableSink", "make_sink", "latest_per_key", "table_rows", "KINDS"]

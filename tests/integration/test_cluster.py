@@ -190,7 +190,9 @@ def test_stream_and_batch_on_the_cluster_land_what_local_mode_lands(cluster: Sta
     env = submit_env(lake, topics, kafka_broker, cluster.url)
     # Spark's event log of the stream run: which process ran each task and how many bytes it wrote.
     stream_env = {**env, "SPARK_SUBMIT_OPTS_EXTRA": env["SPARK_SUBMIT_OPTS_EXTRA"]
-                  + f" --conf spark.eventLog.enabled=true --conf spark.eventLog.dir=file://{events}"}
+                  + f" --conf spark.eventLog.enabled=true --conf spark.eventLog.dir=file://{events}"
+                  # one plain JSON file (Spark 4 rolls the log into a folder and compresses it by default)
+                  " --conf spark.eventLog.rolling.enabled=false --conf spark.eventLog.compress=false"}
     with ProcessWatch(SENTINEL) as watch:
         stream_out = run_to_the_end(["stream", "--available-now", "--sources", "kafka", "--archive"], stream_env,
                                     tmp_path, tmp_path / "stream.log")

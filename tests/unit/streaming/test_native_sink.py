@@ -176,6 +176,16 @@ def test_the_native_writer_is_the_default_where_its_jars_are(spark, tmp_path, ca
     assert "query kafka writes its tables with delta-spark" in caplog.text  # the writer in use, logged
 
 
+def test_a_lake_this_spark_cannot_open_is_written_by_delta_rs_and_the_log_says_why(spark, caplog):
+    from streaming.delta_sink import DeltaRsSink, make_sink, spark_filesystem_available
+
+    # pyspark's own jars have no S3 file system (EMR's and Databricks' do): delta-rs writes such a lake.
+    assert not spark_filesystem_available(spark, "s3://bucket/lake") and spark_filesystem_available(spark, "/tmp")
+    with caplog.at_level("WARNING", logger="streaming.delta_sink"):
+        assert isinstance(make_sink(spark, "s3://bucket/lake", "kafka"), DeltaRsSink)
+    assert "this Spark has no file system for s3://bucket/lake" in caplog.text
+
+
 def test_a_table_the_delta_rs_sink_wrote_gets_deletion_vectors(spark, tmp_path):
     from streaming.delta_sink import DeltaRsSink
 
