@@ -215,10 +215,22 @@ def settings_confs(plain: Mapping[str, str]) -> list[str]:
     return options
 
 
+PYTHON_API_JARS = ("delta-spark_",)  # jars with a Python package inside (delta-spark's `delta`)
+
+
 def jvm_package_args(local_jars: bool) -> list[str]:
     """The job's JVM packages: the files ``make install`` resolved (``--jars``, shipped from here),
-    or their Maven coordinates for a cluster that resolves them itself (``--packages``, EMR)."""
-    return ["--jars", ",".join(spark_jars())] if local_jars else ["--packages", ",".join(spark_packages())]
+    or their Maven coordinates for a cluster that resolves them itself (``--packages``, EMR).
+
+    delta-spark's jar also carries its Python API (``delta.tables``). spark-submit puts ``--packages``
+    jars on a Python job's path itself; shipped ``--jars`` need ``--py-files`` for that, or the driver
+    cannot import ``delta`` and the job would fall back to delta-rs.
+    """
+    if not local_jars:
+        return ["--packages", ",".join(spark_packages())]
+    jars = spark_jars()
+    with_python = [jar for jar in jars if Path(jar).name.startswith(PYTHON_API_JARS)]
+    return ["--jars", ",".join(jars), *(["--py-files", ",".join(with_python)] if with_python else [])]
 
 
 def job_options(local_jars: bool) -> list[str]:

@@ -514,20 +514,33 @@ def spark_filesystem_available(spark: SparkSession, path: str) -> bool:
         return False
 
 
+def auto_writer(spark: SparkSession, lake: str) -> tuple[str, str]:
+    """The writer ``PINPIPE_SINK=auto`` picks for ``lake``, and why.
+
+    delta-spark on a cluster (its executors write; no batch passes through the driver). delta-rs on a
+    local master, where it is the faster writer (``benchmarks/delta_writers.py``: several times the
+    rows/s and a fraction of the latency on one machine), and wherever delta-spark cannot write the lake.
+    """
+    if not native_delta_available(spark):
+        return "delta-rs", "delta-spark or its jars are missing (run `make install`)"
+    if not spark_filesystem_available(spark, lake):
+        return "delta-rs", f"this Spark has no file system for {lake}"
+    if spark.sparkContext.master.strip().startswith("local"):
+        return "delta-rs", "a local master (the faster writer on one machine; PINPIPE_SINK=delta-spark to change)"
+    return "delta-spark", "a cluster master"
+
+
 def make_sink(spark: SparkSession, lake: str, query_name: str, kind: str = "auto",
               storage_options: dict[str, str] | None = None, target_file_bytes: int = TARGET_FILE_BYTES) -> TableSink:
-    """The writer of one query's tables: delta-spark (``auto`` where its jars exist and Spark can open the
-    lake), else delta-rs. Logged."""
-    if kind == "auto" and native_delta_available(spark) and not spark_filesystem_available(spark, lake):
-        log.warning("query %s writes its tables with delta-rs (each batch through the driver): this Spark has no "
-                    "file system for %s", query_name, lake)
-        return DeltaRsSink(lake, query_name, storage_options, target_file_bytes)
-    if kind == "delta-spark" or (kind == "auto" and native_delta_available(spark)):
-        log.info("query %s writes its tables with delta-spark (MERGE on the executors)", query_name)
+    """The writer of one query's tables (``auto``: see :func:`auto_writer`). Logged."""
+    reason = "PINPIPE_SINK"
+    if kind == "auto":
+        kind, reason = auto_writer(spark, lake)
+    if kind == "delta-spark":
+        log.info("query %s writes its tables with delta-spark (MERGE on the executors): %s", query_name, reason)
         return DeltaSparkSink(spark, lake, query_name)
-    log.warning("query %s writes its tables with delta-rs (each batch through the driver)%s", query_name,
-                "" if kind == "delta-rs" else ": delta-spark or its jars are missing (run `make install`)")
+    log.info("query %s writes its tables with delta-rs (each batch through the driver): %s", query_name, reason)
     return DeltaRsSink(lake, query_name, storage_options, target_file_bytes)
 
 
-__all__ = ["DeltaRsSink", "DeltaSparkSink", "is_delta_conflict", "spark_filesystem_available", "TableSink", "make_sink", "latest_per_key", "table_rows", "KINDS"]
+__all__ = ["DeltaRsSink", "DeltaSparkSink", "is_delta_conflict", "spark_filesystem_available", "auto_writer", "TableSink", "make_sink", "latest_per_key", "table_rows", "KINDS"]

@@ -196,6 +196,7 @@ def test_stream_and_batch_on_the_cluster_land_what_local_mode_lands(cluster: Sta
     with ProcessWatch(SENTINEL) as watch:
         stream_out = run_to_the_end(["stream", "--available-now", "--sources", "kafka", "--archive"], stream_env,
                                     tmp_path, tmp_path / "stream.log")
+    assert "query kafka writes its tables with delta-spark (MERGE on the executors): a cluster master" in stream_out
     assert_same_tables(local_lakes, lake)
     assert_executors_wrote_the_data_files(lake, events)
 

@@ -139,6 +139,9 @@ def test_local_and_standalone_runs_ship_the_jars_make_install_resolved():
     assert any(Path(j).name.startswith("delta-spark_4.2_2.13-") for j in jars), jars
     assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in options
     assert all(Path(j).is_file() for j in jars)
+    # delta-spark's Python API travels inside its jar: on the driver's Python path through --py-files.
+    [python_api] = options[options.index("--py-files") + 1].split(",")
+    assert Path(python_api).name.startswith("delta-spark_") and python_api in jars
 
 
 def test_the_cli_prints_specs_without_secrets_and_names_a_missing_setting(capsys):

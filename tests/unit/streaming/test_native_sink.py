@@ -167,23 +167,24 @@ def test_key_ranges_cover_every_key_in_few_ranges(spark):
     assert bounded_key_condition([(1, 3), (50, 50)]) == "t.ind = s.ind AND ((t.ind >= 1 AND t.ind <= 3) OR t.ind = 50)"
 
 
-def test_the_native_writer_is_the_default_where_its_jars_are(spark, tmp_path, caplog):
-    from streaming.delta_sink import make_sink, native_delta_available
+def test_auto_picks_delta_spark_on_a_cluster_and_delta_rs_on_one_machine_and_logs_which(spark, tmp_path, caplog,
+                                                                                         monkeypatch):
+    from streaming.delta_sink import DeltaRsSink, make_sink, native_delta_available
 
     assert native_delta_available(spark)  # make install resolved delta-spark; the session loaded it
     with caplog.at_level("INFO", logger="streaming.delta_sink"):
-        assert isinstance(make_sink(spark, str(tmp_path), "kafka"), DeltaSparkSink)
-    assert "query kafka writes its tables with delta-spark" in caplog.text  # the writer in use, logged
-
-
-def test_a_lake_this_spark_cannot_open_is_written_by_delta_rs_and_the_log_says_why(spark, caplog):
-    from streaming.delta_sink import DeltaRsSink, make_sink, spark_filesystem_available
-
-    # pyspark's own jars have no S3 file system (EMR's and Databricks' do): delta-rs writes such a lake.
-    assert not spark_filesystem_available(spark, "s3://bucket/lake") and spark_filesystem_available(spark, "/tmp")
-    with caplog.at_level("WARNING", logger="streaming.delta_sink"):
-        assert isinstance(make_sink(spark, "s3://bucket/lake", "kafka"), DeltaRsSink)
-    assert "this Spark has no file system for s3://bucket/lake" in caplog.text
+        assert isinstance(make_sink(spark, str(tmp_path), "kafka"), DeltaRsSink)  # the tests' local[2]
+        assert isinstance(make_sink(spark, str(tmp_path), "kinesis", kind="delta-spark"), DeltaSparkSink)
+        # The same session as a cluster's driver sees it (standalone, YARN, Databricks, EMR): delta-spark.
+        monkeypatch.setattr(spark.sparkContext, "master", "spark://h:7077")
+        assert isinstance(make_sink(spark, str(tmp_path), "archive"), DeltaSparkSink)
+        # A lake this Spark has no file system for (s3:// on pyspark's own jars; EMR and Databricks have one).
+        assert isinstance(make_sink(spark, "s3://bucket/lake", "batch"), DeltaRsSink)
+    assert "query kafka writes its tables with delta-rs (each batch through the driver): a local master" in caplog.text
+    assert "query kinesis writes its tables with delta-spark (MERGE on the executors): PINPIPE_SINK" in caplog.text
+    assert "query archive writes its tables with delta-spark (MERGE on the executors): a cluster master" in caplog.text
+    assert "query batch writes its tables with delta-rs (each batch through the driver): this Spark has no file " \
+           "system for s3://bucket/lake" in caplog.text
 
 
 def test_a_table_the_delta_rs_sink_wrote_gets_deletion_vectors(spark, tmp_path):
