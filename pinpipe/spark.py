@@ -82,14 +82,6 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
     return spark
 
 
-def child_session(spark: SparkSession) -> SparkSession:
-    """``spark.newSession()`` with the settings this module set at run time (a new session starts from
-    the SparkContext's configuration, so it would lose them: 200 shuffle partitions on a local master)."""
-    session = spark.newSession()
-    session.conf.set("spark.sql.shuffle.partitions", spark.conf.get("spark.sql.shuffle.partitions"))
-    return session
-
-
 def shuffle_partitions_for(master: str, configured: int | None) -> int | None:
     """The session's shuffle partitions: as configured, else 2 on a local master, else the cluster's (None)."""
     if configured is not None:

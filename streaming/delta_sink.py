@@ -35,7 +35,6 @@ from pyspark.sql.window import Window
 from tenacity import retry, retry_if_exception, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from schemas.contracts import KINDS, TABLES
-from pinpipe.spark import child_session
 from streaming.tables import TARGET_FILE_BYTES, table_path
 from streaming.metrics import record_commit
 
@@ -51,6 +50,14 @@ QUARANTINE_KEY = " AND ".join(f"t.{c} = s.{c}" for c in QUARANTINE_COORDINATES)
 # min/max statistics instead of reading the whole table (its own source-derived filter is off for
 # the streamed source it uses by default). At most this many disjuncts keep the predicate small.
 MAX_PRUNING_RANGES = 32
+
+
+def child_session(spark: SparkSession) -> SparkSession:
+    """``spark.newSession()`` with the job's settings made at run time (a new session starts from the
+    SparkContext's configuration, so it would lose them: 200 shuffle partitions on a local master)."""
+    session = spark.newSession()
+    session.conf.set("spark.sql.shuffle.partitions", spark.conf.get("spark.sql.shuffle.partitions"))
+    return session
 
 
 class TableSink(Protocol):

@@ -276,8 +276,7 @@ class _DeltaSpark:
     """
 
     def __init__(self, spark, path: str, table: str, settings: MaintenanceSettings, retention: int) -> None:
-        from pinpipe.spark import child_session
-        from streaming.delta_sink import is_delta_conflict
+        from streaming.delta_sink import child_session, is_delta_conflict
 
         self.spark = child_session(spark)
         self.path, self.table, self.settings, self.retention = path, table, settings, retention

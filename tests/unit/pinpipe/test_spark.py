@@ -27,7 +27,7 @@ def test_the_tests_session_is_local_with_two_shuffle_partitions(spark):
 
 
 def test_a_child_session_keeps_the_shuffle_partitions_a_new_session_would_lose(spark):
-    from pinpipe.spark import child_session
+    from streaming.delta_sink import child_session
 
     # The sink's commits and maintenance run in such sessions: 200 tiny tasks a shuffle otherwise.
     assert spark.newSession().conf.get("spark.sql.shuffle.partitions") == "200"
