@@ -61,6 +61,8 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
         builder = builder.master(with_task_retries(master)).config("spark.jars", ",".join(spark_jars()))
         java_options = f"{java_options} {spark_java_options(log_level)}"
     for key, value in spark_confs().items():
+        if key in DELTA_CONFS and launched_by_spark() and not launcher_ships_delta():
+            continue  # a submit without Delta's jars (a bare spark-submit): its classes would not load
         builder = builder.config(key, value)
     builder = (
         builder.appName(app_name)
@@ -105,6 +107,18 @@ def with_task_retries(master: str, attempts: int = LOCAL_TASK_ATTEMPTS) -> str:
     if not match:
         return master
     return f"local[{match.group(1) or 1},{attempts}]"
+
+
+def launcher_ships_delta() -> bool:
+    """Under a Spark launcher: Delta's jars are on the job's class path (shipped with ``--jars`` or
+    ``--packages``, or built in, as on Databricks); else its session settings must stay out."""
+    if "DATABRICKS_RUNTIME_VERSION" in os.environ:
+        return True
+    from pyspark import SparkConf
+
+    conf = SparkConf()  # the launcher's settings (the JVM's spark.* properties)
+    shipped = f"{conf.get('spark.jars', '')},{conf.get('spark.jars.packages', '')}"
+    return "delta-spark" in shipped or "delta-core" in shipped or conf.get("spark.sql.extensions", "") != ""
 
 
 def launched_by_spark() -> bool:
