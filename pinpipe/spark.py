@@ -60,10 +60,11 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
 
         builder = builder.master(with_task_retries(master)).config("spark.jars", ",".join(spark_jars()))
         java_options = f"{java_options} {spark_java_options(log_level)}"
+    # A submit without Delta's jars (a bare spark-submit): Delta's classes would not load.
+    without_delta = launched_by_spark() and not launcher_ships_delta()
     for key, value in spark_confs().items():
-        if key in DELTA_CONFS and launched_by_spark() and not launcher_ships_delta():
-            continue  # a submit without Delta's jars (a bare spark-submit): its classes would not load
-        builder = builder.config(key, value)
+        if not (without_delta and key in DELTA_CONFS):
+            builder = builder.config(key, value)
     builder = (
         builder.appName(app_name)
         .config("spark.ui.enabled", str(ui).lower())
