@@ -29,6 +29,7 @@ writes and orphaned ``.crc`` files. The newest offsets and commits, ``metadata``
 
 from __future__ import annotations
 
+import json
 import logging
 import posixpath
 import re
@@ -65,8 +66,13 @@ class MaintenanceSettings(BaseModel):
     # Kind tables: compact (bin-packs small files only, in batches that commit on their own) or zorder
     # (on ind; rewrites the whole table in one commit, which a busy stream keeps winning the race against).
     kind_layout: Literal["zorder", "compact"] = "compact"
-    # delta-spark's compaction commits every this many bytes of small files on its own (optimize.batchSize).
+    # delta-spark's compaction commits every this many bytes of small files on its own.
     compact_batch_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    # delta-spark's compaction leaves alone the files written less than this long ago: the stream's working set,
+    # whose rows its MERGEs still update. Each compaction commit reads only the files it rewrites, so it loses a
+    # race only to a MERGE that updated one of those (Delta's OPTIMIZE reads the whole table, and loses to any
+    # MERGE that updates a row anywhere: at 3,000 records/s it never finished).
+    compact_min_age_seconds: int = Field(600, ge=0)
     # Offsets/commits kept per query checkpoint (Spark's spark.sql.streaming.minBatchesToRetain).
     checkpoint_batches_to_retain: int = Field(100, ge=2)
     commit_attempts: int = Field(8, ge=1)  # tries of each maintenance commit against concurrent writers
@@ -91,6 +97,7 @@ class TableReport:
     checkpointed: bool = False
     conflicts_retried: int = 0
     error: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # per step
 
     def line(self) -> str:
         if self.error:
@@ -193,7 +200,7 @@ def maintain_table(lake: str, table: str, settings: MaintenanceSettings = Mainte
     report = TableReport(table, path)
     delta = DeltaTable(path, storage_options=storage_options)
     check_retention(retention, retention_floor(delta.metadata().configuration, settings), table, force)
-    engine = (_DeltaSpark(spark, path, table, settings, retention) if spark is not None
+    engine = (_DeltaSpark(spark, path, table, settings, retention, storage_options) if spark is not None
               else _DeltaRs(path, table, settings, retention, storage_options))
     report.version_before, report.files_before = engine.state()
 
@@ -213,17 +220,27 @@ def maintain_table(lake: str, table: str, settings: MaintenanceSettings = Mainte
         report.version_after, report.files_after = report.version_before, report.files_before
         return report
 
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:  # where a table's maintenance spends its time, in the log
+        nonlocal clock
+        report.seconds[step], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
+
     report.files_compacted = attempt(engine.compact)
+    lap("compact")
     sizes = _sizes(engine.vacuum(dry_run=True), path, storage_options)
     vacuumed = attempt(engine.vacuum)
     report.files_vacuumed = len(vacuumed)
     report.bytes_vacuumed = sum(sizes.get(name, 0) for name in vacuumed)
+    lap("vacuum")
 
     logs_before = _log_files(path, storage_options)
     engine.checkpoint()  # not a commit: a concurrent writer's next version is unaffected
     report.checkpointed = True
     report.log_files_removed = max(0, len(logs_before - _log_files(path, storage_options)))
+    lap("checkpoint")
     report.version_after, report.files_after = engine.state()
+    lap("state")
     return report
 
 
@@ -269,21 +286,25 @@ class _DeltaRs:
 class _DeltaSpark:
     """The maintenance steps through delta-spark, in a session of their own (their settings stay there).
 
-    Compaction bin-packs the small files and commits every ``compact_batch_bytes`` of them on its own
-    (Delta's ``optimize.batchSize``): when the stream's MERGE wins a race, only that batch is redone on
-    a fresh snapshot, and each pass makes progress however often the stream commits. VACUUM is LITE:
-    only files the log removed, never unreferenced files (a concurrent writer's uncommitted output).
+    Compaction (``compact``) bin-packs the settled small files (see ``compact_min_age_seconds``) and files
+    with deletion vectors, in Delta transactions of its own: each reads only the files it rewrites and
+    commits ``dataChange=false``, every ``compact_batch_bytes`` of input. A MERGE that updates any other file
+    does not conflict with it; one that updates a file it rewrites wins, and the step is planned again on
+    a fresh snapshot. Z-order (``kind_layout="zorder"``) is Delta's OPTIMIZE, which reads the whole table.
+    VACUUM is LITE: only files the log removed, never unreferenced files (a concurrent writer's
+    uncommitted output).
     """
 
-    def __init__(self, spark, path: str, table: str, settings: MaintenanceSettings, retention: int) -> None:
+    def __init__(self, spark, path: str, table: str, settings: MaintenanceSettings, retention: int,
+                 storage_options: dict[str, str] | None = None) -> None:
         from streaming.delta_sink import child_session, is_delta_conflict
 
         self.spark = child_session(spark)
         self.path, self.table, self.settings, self.retention = path, table, settings, retention
+        self.storage_options = storage_options
         self.is_conflict = is_delta_conflict
+        self.compacted = 0  # files rewritten so far: a retried compact() goes on from there
         conf = {"spark.databricks.delta.optimize.maxFileSize": settings.target_file_bytes,
-                "spark.databricks.delta.optimize.minFileSize": settings.target_file_bytes // 2,
-                "spark.databricks.delta.optimize.batchSize": settings.compact_batch_bytes,
                 # Our floor (check_retention) replaces Delta's own check of the table's retention property.
                 "spark.databricks.delta.retentionDurationCheck.enabled": "false",
                 "spark.databricks.delta.vacuum.parallelDelete.enabled": "true"}
@@ -291,24 +312,143 @@ class _DeltaSpark:
             self.spark.conf.set(key, str(value))
         self.name = f"delta.`{path}`"
 
-    def state(self) -> tuple[int, int]:
-        from delta.tables import DeltaTable
+    _before_commit = None  # a test's hook: runs between writing a compaction step's files and committing them
 
-        detail = DeltaTable.forPath(self.spark, self.path).detail().select("numFiles").first()
-        version = DeltaTable.forPath(self.spark, self.path).history(1).select("version").first()
-        return version[0], detail[0]
+    def _snapshot(self):
+        none = self.spark._jvm.scala.Option.empty()
+        return self._delta_log().update(False, none, none)
 
-    def small_files(self) -> int:
+    def _log_reader(self):
+        """delta-rs over the same log, for what only reads it: no Spark job (each new snapshot's state would
+        cost one, and a busy stream makes a new snapshot every batch). None if delta-rs cannot open it."""
         from deltalake import DeltaTable
 
-        return _small_files(DeltaTable(self.path), self.settings.target_file_bytes // 2)
+        try:
+            return DeltaTable(self.path, storage_options=self.storage_options)
+        except Exception as error:  # noqa: BLE001 - a reader feature delta-rs lacks: Spark reads it instead
+            log.debug("%s: delta-rs cannot read the log (%s); reading it through Spark", self.table, error)
+            return None
+
+    def state(self) -> tuple[int, int]:
+        reader = self._log_reader()
+        if reader is not None:
+            return reader.version(), len(reader.file_uris())
+        snapshot = self._snapshot()
+        return int(snapshot.version()), int(snapshot.numOfFiles())
+
+    def small_files(self) -> int:
+        txn = self._delta_log().startTransaction()
+        return sum(len(b) for b in self._bins(self._candidates(txn.snapshot())))
 
     def compact(self) -> int:
-        zorder = " ZORDER BY (ind)" if self.table in KINDS and self.settings.kind_layout == "zorder" else ""
-        metrics = self.spark.sql(f"OPTIMIZE {self.name}{zorder}").select("metrics.numFilesRemoved").first()
-        return int(metrics[0] or 0)
+        if self.table in KINDS and self.settings.kind_layout == "zorder":
+            metrics = self.spark.sql(f"OPTIMIZE {self.name} ZORDER BY (ind)").select("metrics.numFilesRemoved").first()
+            return int(metrics[0] or 0)
+        # Files settled when the pass began: one written during the pass waits for the next (no chasing the stream).
+        self.settled_before_ms = int((time.time() - self.settings.compact_min_age_seconds) * 1000)
+        jvm_session = self.spark._jvm.org.apache.spark.sql.SparkSession
+        previous = jvm_session.getActiveSession()
+        jvm_session.setActiveSession(self.spark._jsparkSession)  # Delta's transactions use the active session
+        try:
+            while self._compact_step():
+                pass
+        finally:
+            if previous.isDefined():
+                jvm_session.setActiveSession(previous.get())
+            else:
+                jvm_session.clearActiveSession()
+        return self.compacted
+
+    # -- compaction of settled files ----------------------------------------------------------------
+
+    def _delta_log(self):
+        return self.spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, self.path)
+
+    def _candidates(self, snapshot) -> list:
+        """AddFiles of ``snapshot`` older than the working set that are small or carry deletion vectors."""
+        from pyspark.sql import functions as F
+
+        settled_ms = getattr(self, "settled_before_ms", None) or int(
+            (time.time() - self.settings.compact_min_age_seconds) * 1000)
+        wanted = (F.col("modificationTime") <= settled_ms) & (
+            (F.col("size") < self.settings.target_file_bytes // 2) | F.col("deletionVector").isNotNull())
+        files = list(snapshot.allFiles().filter(wanted._jc).collectAsList())
+        return sorted(files, key=lambda f: f.modificationTime())  # oldest first: the farthest from the stream
+
+    def _bins(self, files: list) -> list[list]:
+        """Files packed up to the target size, each bin one output file; a lone file only to drop its deletions."""
+        bins, current, size = [], [], 0
+        for f in files:
+            if current and size + f.size() > self.settings.target_file_bytes:
+                bins.append(current)
+                current, size = [], 0
+            current.append(f)
+            size += f.size()
+        if current:
+            bins.append(current)
+        return [b for b in bins if len(b) > 1 or b[0].deletionVector() is not None]
+
+    def _compact_step(self) -> bool:
+        """Compact up to ``compact_batch_bytes`` of settled files in one transaction; False when none are left."""
+        jvm = self.spark._jvm
+        delta = jvm.org.apache.spark.sql.delta
+        delta_log = self._delta_log()
+        txn = delta_log.startTransaction()
+        snapshot = txn.snapshot()
+        step, size = [], 0
+        for packed in self._bins(self._candidates(snapshot)):
+            if step and size + sum(f.size() for f in packed) > self.settings.compact_batch_bytes:
+                break
+            step.append(packed)
+            size += sum(f.size() for f in packed)
+        if not step:
+            return False
+
+        def seq(items):
+            java = jvm.java.util.ArrayList()
+            for item in items:
+                java.add(item)
+            return jvm.scala.jdk.javaapi.CollectionConverters.asScala(java).toList()
+
+        none, now = jvm.scala.Option.empty(), int(time.time() * 1000)
+        rewritten = [f for packed in step for f in packed]
+        txn.trackFilesRead(seq(rewritten))  # the only files this commit depends on
+        actions = []
+        for packed in step:
+            rows = delta_log.createDataFrame(snapshot, seq(packed), False, jvm.scala.Option.apply("Optimize"))
+            for added in jvm.scala.jdk.javaapi.CollectionConverters.asJava(
+                    txn.writeFiles(rows.coalesce(1), none, True, seq([]))):
+                # The same rows moved: dataChange=false (readers of the change feed and streams skip it, and
+                # Delta checks it under snapshot isolation: appends committed meanwhile do not conflict).
+                action = json.loads(added.json())
+                action["add"]["dataChange"] = False
+                actions.append(delta.actions.Action.fromJson(json.dumps(action)))
+        actions += [f.removeWithTimestamp(now, False) for f in rewritten]
+        if self._before_commit is not None:
+            self._before_commit()
+        operation = getattr(delta, "DeltaOperations$Optimize")(seq([]), seq([]), False, none, False)
+        version = txn.commit(seq(actions), operation)
+        self.compacted += len(rewritten)
+        log.info("%s: compacted %d settled files (%d bytes) into %d at version %d", self.table, len(rewritten), size,
+                 len(step), version)
+        return True
 
     def vacuum(self, dry_run: bool = False) -> list[str]:
+        from pyspark.sql import functions as F
+
+        # VACUUM reads the log from its last run: skipped when no file was removed before the retention.
+        # (A removal older than the table's deletedFileRetentionDuration, 7 days, has left the snapshot;
+        # maintenance that runs more often than that sees every removal here first.)
+        reader = self._log_reader()
+        if reader is not None:
+            # delta-rs lists the same candidates from the log (its vacuum "lite"), changing nothing.
+            if not reader.vacuum(retention_hours=self.retention, dry_run=True, enforce_retention_duration=False):
+                return []
+        else:
+            expired_ms = int((time.time() - self.retention * HOUR) * 1000)
+            expired = self._snapshot().tombstones().filter((F.col("deletionTimestamp") < expired_ms)._jc)
+            if expired.limit(1).count() == 0:
+                return []
         command = f"VACUUM {self.name} LITE RETAIN {self.retention} HOURS"
         doomed = [row[0] for row in self.spark.sql(command + " DRY RUN").collect()]
         if not dry_run and doomed:
@@ -353,7 +493,7 @@ def maintain_lake(lake: str, settings: MaintenanceSettings = MaintenanceSettings
         except Exception as error:  # noqa: BLE001 - reported per table; the others still get maintained
             log.exception("maintenance of %s failed", table)
             reports.append(TableReport(table, table_path(lake, table), error=f"{type(error).__name__}: {error}"))
-        log.info("maintained %s in %.1fs", table, time.perf_counter() - started)
+        log.info("maintained %s in %.1fs %s", table, time.perf_counter() - started, reports[-1].seconds or "")
     pruned = prune_query_checkpoints(lake, settings.checkpoint_batches_to_retain, storage_options,
                                      dry_run) if checkpoints else []
     return MaintenanceReport(reports, pruned, dry_run)

@@ -159,6 +159,7 @@ def test_a_hand_made_archive_lands_like_the_stream_and_only_new_files_are_proces
     assert all(after[ind] == at for ind, at in before.items())  # old objects were not processed again
 
 
+@pytest.mark.tables
 def test_backfill_reprocesses_a_range_without_duplicates(spark, kafka_broker, seed_records, tmp_path, monkeypatch):
     import batch.run
 

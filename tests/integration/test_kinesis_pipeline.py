@@ -26,6 +26,7 @@ def kinesis_settings(kafka_broker, kinesis_endpoint, lake, **overrides):
         "initial_position": "trim_horizon", "shard_fetch_interval": "0ms"}, **overrides)
 
 
+@pytest.mark.tables
 def test_kinesis_posts_land_once_and_a_malformed_record_is_quarantined_with_its_coordinates(
         spark, kafka_broker, kinesis_endpoint, tmp_path):
     settings = kinesis_settings(kafka_broker, kinesis_endpoint, tmp_path / "lake")
@@ -51,6 +52,7 @@ def test_kpl_aggregated_posts_land_record_by_record(spark, kafka_broker, kinesis
     assert_lake_matches(settings, messages, extra_bad=0)
 
 
+@pytest.mark.tables
 def test_one_process_runs_kafka_and_kinesis_together_and_available_now_drains_both(
         spark, kafka_broker, kinesis_endpoint, tmp_path):
     settings = kinesis_settings(kafka_broker, kinesis_endpoint, tmp_path / "lake")
@@ -75,6 +77,7 @@ def test_the_same_post_through_kafka_and_kinesis_lands_once(spark, kafka_broker,
         assert len(read_rows(settings, kind)) == 100
 
 
+@pytest.mark.tables
 def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(kafka_broker, kinesis_endpoint, tmp_path):
     settings = kinesis_settings(kafka_broker, kinesis_endpoint, tmp_path / "lake")
     messages = list(generate(500, seed=13, dirt=Dirt(repeat_rate=0.1, misrouted_rate=0.05)))

@@ -19,7 +19,7 @@ from tests.helpers import (
     assert_each_batch_committed_once, assert_lake_matches, batch_commits, delta_commits, expected_tables, fresh_settings, kill_when, read_rows, run_to_the_end,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.tables]  # tables: run with delta-spark too
 
 def table_versions(settings) -> dict[str, int]:
     from deltalake import DeltaTable

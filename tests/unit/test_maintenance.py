@@ -15,7 +15,7 @@ from streaming.maintenance import (
 )
 from streaming.tables import read_delta
 
-SETTINGS = MaintenanceSettings(min_retention_hours=1)
+SETTINGS = MaintenanceSettings(min_retention_hours=1, compact_min_age_seconds=0)  # young files too: no stream here
 
 
 def many_small_commits(lake, commits=12, table="user"):
@@ -218,3 +218,66 @@ def test_delta_spark_maintains_the_sinks_tables_deletion_vectors_and_all(spark, 
     assert any(name.endswith(".checkpoint.parquet") for name in os.listdir(f"{path}/_delta_log"))
     with pytest.raises(RetentionError):
         maintain_lake(str(tmp_path), MaintenanceSettings(), retention_hours=2, spark=spark)
+    # Forced to retain nothing, vacuum deletes the compacted files (and their deletion vectors); the rows stay.
+    (user,) = maintain_lake(str(tmp_path), SETTINGS, tables=["user"], retention_hours=0, force=True,
+                            checkpoints=False, spark=spark).tables
+    assert user.files_vacuumed >= user.files_compacted and user.bytes_vacuumed > 0, user
+    assert not [f for f in os.listdir(path) if f.startswith("deletion_vector")]
+    assert {r["ind"]: r["user_name"] for r in read_delta(path).to_pylist()} == before
+
+
+def test_delta_spark_compaction_leaves_the_working_set_alone_and_loses_only_to_a_merge_of_its_files(
+        spark, tmp_path, monkeypatch):
+    """Compaction reads only the settled files it rewrites: the stream's MERGE into a younger file does not
+    conflict with it; a MERGE that updates one of its files wins, and the step is planned again."""
+    import datetime as dt
+
+    from schemas.cleaning import route
+    from streaming.delta_sink import DeltaSparkSink
+    from streaming.maintenance import _DeltaSpark
+
+    envelope = ("value string, _kind string, _source_system string, _source_name string, _source_partition string, "
+                "_source_position string, _event_time timestamp")
+    sink = DeltaSparkSink(spark, str(tmp_path), "q")
+    sink.bind("q")
+    batches = iter(range(100))
+
+    def write(users, name="v0", hour=0):
+        when = dt.datetime(2026, 1, 1, hour, tzinfo=dt.timezone.utc)
+        batch = next(batches)
+        rows = [(f'{{"ind": {i}, "first_name": "{name}", "last_name": "X", "age": 30}}', "user", "kafka", "t.user",
+                 "0", str(1000 * batch + i), when) for i in users]
+        sink.write_micro_batch(route(spark.createDataFrame(rows, envelope)), batch)
+
+    def compact_with(hook):
+        calls = []
+        monkeypatch.setattr(_DeltaSpark, "_before_commit", staticmethod(lambda: calls or calls.append(hook())))
+        report = maintain_lake(str(tmp_path), settled, tables=["user"], retention_hours=1, checkpoints=False,
+                               spark=spark)
+        assert report.ok and calls, report.text()
+        return report.tables[0]
+
+    def names():
+        return {r["ind"]: r["user_name"] for r in read_delta(str(tmp_path / "user")).to_pylist()}
+
+    settled = MaintenanceSettings(min_retention_hours=1, compact_min_age_seconds=3)
+    for first in (1, 11, 21):
+        write(range(first, first + 10))
+    settled_files = len(DeltaTable(str(tmp_path / "user")).file_uris())
+    time.sleep(3.5)
+    write(range(31, 41))  # the working set: younger than compact_min_age_seconds
+
+    # The stream updates a row of the working set while the settled files are being compacted.
+    user = compact_with(lambda: write([35], "new", hour=1))
+    assert (user.files_compacted, user.conflicts_retried) == (settled_files, 0), user
+    assert len(names()) == 40 and names()[35] == "new X" and names()[5] == "v0 X"
+
+    for first in (41, 51):
+        write(range(first, first + 10))
+    time.sleep(3.5)  # now all settled
+    # The stream updates a row of a file the compaction is rewriting: it wins, and compaction goes again.
+    user = compact_with(lambda: write([45], "newer", hour=2))
+    assert user.conflicts_retried >= 1 and user.files_compacted > 0, user
+    assert user.files_after < user.files_before
+    after = names()
+    assert len(after) == 60 and after[45] == "newer X" and after[35] == "new X" and after[1] == "v0 X"
