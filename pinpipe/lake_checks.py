@@ -35,19 +35,29 @@ def node_local_locations(lake: str | None, archive: str | None) -> list[str]:
             if value and node_local(value)]
 
 
-def check_paths_for_master(settings: Settings, master: str) -> None:
-    """:class:`SettingsError` when the lake or the archive is node-local and the master is not local."""
-    if is_local_master(master):
+def runs_on_cluster(master: str, databricks: bool = False) -> bool:
+    """Whether the job's files must be shared by several machines: a cluster master, or Databricks (a
+    single-node cluster's master is ``local[*, 4]``, yet Spark resolves a relative path on DBFS while
+    delta-rs and Python resolve it on the driver's disk, which ends with the cluster)."""
+    return databricks or not is_local_master(master)
+
+
+def check_paths_for_master(settings: Settings, master: str, databricks: bool = False) -> None:
+    """:class:`SettingsError` when the lake or the archive is node-local and the job runs on a cluster."""
+    if not runs_on_cluster(master, databricks):
         return
     problems = node_local_locations(settings.lake, settings.archive)
     if problems:
+        where = "Databricks" if databricks else f"master {master}"
         raise SettingsError(
             f"{', '.join(problems)}: a relative path or a file: URI names a different folder on each node of "
-            f"the cluster (master {master}), so tables and checkpoints would be lost; use a shared location "
+            f"the cluster ({where}), so tables and checkpoints would be lost; use a shared location "
             "(s3://..., abfss://..., hdfs://..., /Volumes/..., or an absolute path on the cluster's file system)"
         )
 
 
 def check_lake(spark, settings: Settings) -> None:
     """:func:`check_paths_for_master` for the session's master (under spark-submit, the launcher's)."""
-    check_paths_for_master(settings, spark.sparkContext.master)
+    from pinpipe.spark import on_databricks
+
+    check_paths_for_master(settings, spark.sparkContext.master, on_databricks())

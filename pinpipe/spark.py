@@ -113,7 +113,7 @@ def with_task_retries(master: str, attempts: int = LOCAL_TASK_ATTEMPTS) -> str:
 def launcher_ships_delta() -> bool:
     """Under a Spark launcher: Delta's jars are on the job's class path (shipped with ``--jars`` or
     ``--packages``, or built in, as on Databricks); else its session settings must stay out."""
-    if "DATABRICKS_RUNTIME_VERSION" in os.environ:
+    if on_databricks():
         return True
     from pyspark import SparkConf
 
@@ -124,7 +124,12 @@ def launcher_ships_delta() -> bool:
 
 def launched_by_spark() -> bool:
     """True when a Spark launcher (spark-submit, Databricks) started this process and its JVM."""
-    return "PYSPARK_GATEWAY_PORT" in os.environ or "DATABRICKS_RUNTIME_VERSION" in os.environ
+    return "PYSPARK_GATEWAY_PORT" in os.environ or on_databricks()
+
+
+def on_databricks() -> bool:
+    """True on a Databricks cluster (its runtime sets this variable for the driver and the workers)."""
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
 def register_data_sources(spark: SparkSession) -> None:

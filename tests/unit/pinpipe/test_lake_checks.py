@@ -41,6 +41,22 @@ def test_a_local_master_takes_any_path():
         lake_checks.check_paths_for_master(Settings(lake="lake", archive="file:/tmp/raw"), master)
 
 
+def test_databricks_is_a_cluster_even_with_a_single_node_local_master():
+    # A single-node Databricks cluster's master is local[*, 4]; a relative lake still splits between DBFS and the driver's disk.
+    with pytest.raises(SettingsError, match=r"PINPIPE_LAKE='./lake'.*\(Databricks\)"):
+        lake_checks.check_paths_for_master(Settings(lake="./lake"), "local[*, 4]", databricks=True)
+    lake_checks.check_paths_for_master(Settings(lake="/Volumes/main/pinpipe/lake"), "local[*, 4]", databricks=True)
+
+
+def test_check_lake_reads_the_live_sessions_master_and_the_databricks_runtime(spark, monkeypatch):
+    assert spark.sparkContext.master.startswith("local")
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    lake_checks.check_lake(spark, Settings(lake="./lake"))  # the default ./lake on a local master: the demo and the tests
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
+    with pytest.raises(SettingsError, match=r"PINPIPE_LAKE='./lake'.*Databricks"):
+        lake_checks.check_lake(spark, Settings(lake="./lake"))
+
+
 def test_the_cli_refuses_a_relative_lake_on_a_cluster_master_before_starting_spark(tmp_path):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PINPIPE_")},
            "PINPIPE_SPARK_MASTER": "spark://127.0.0.1:7", "PINPIPE_LAKE": "lake"}
