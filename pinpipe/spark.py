@@ -78,20 +78,28 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
     )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(log4j_level(log_level))
-    partitions = shuffle_partitions_for(spark.sparkContext.master, shuffle_partitions)
-    if partitions is not None:
-        spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+    apply_shuffle_partitions(spark, spark.sparkContext.master, shuffle_partitions, on_databricks())
     register_data_sources(spark)
     return spark
 
 
-def shuffle_partitions_for(master: str, configured: int | None) -> int | None:
-    """The session's shuffle partitions: as configured, else 2 on a local master, else the cluster's (None)."""
+def shuffle_partitions_for(master: str, configured: int | None, databricks: bool = False) -> int | None:
+    """The session's shuffle partitions: as configured, else 2 on a local master, else the cluster's (None).
+
+    Databricks counts as a cluster even on a single-node (``local[*, 4]``) master: its own default stands.
+    """
     if configured is not None:
         return configured
-    from pinpipe.lake_checks import is_local_master
+    from pinpipe.lake_checks import runs_on_cluster
 
-    return LOCAL_SHUFFLE_PARTITIONS if is_local_master(master) else None
+    return None if runs_on_cluster(master, databricks) else LOCAL_SHUFFLE_PARTITIONS
+
+
+def apply_shuffle_partitions(spark: SparkSession, master: str, configured: int | None, databricks: bool = False) -> None:
+    """Set :func:`shuffle_partitions_for` on the session; None leaves the cluster's (or the launcher's) value."""
+    partitions = shuffle_partitions_for(master, configured, databricks)
+    if partitions is not None:
+        spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
 
 
 LOCAL_TASK_ATTEMPTS = 4  # spark.task.maxFailures' default on a cluster

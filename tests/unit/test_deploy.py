@@ -249,3 +249,28 @@ def test_spark_keeps_the_master_a_launcher_chose(monkeypatch):
     assert not launched_by_spark()
     monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "41234")  # what spark-submit gives the Python driver
     assert launched_by_spark()
+
+
+# ------------------------------------------------------------------ cluster defaults
+
+
+def test_no_launcher_forces_shuffle_partitions_and_the_setting_travels_when_set():
+    def confs(env):
+        plain, _ = deploy.split_settings(env)
+        submit = deploy.spark_submit_args("stream", [], "/dist/env.tar.gz", "/dist/entry.py", master="yarn",
+                                          cluster_mode=True, plain_settings=plain)
+        serverless = deploy.emr_serverless_job_run("stream", [], CODE_URI, "00abc", "arn:aws:iam::1:role/p", env)
+        databricks = deploy.databricks_run("stream", [], "/Volumes/m/p/p.whl", env)["tasks"][0]["new_cluster"]
+        return [" ".join(submit), " ".join(deploy.job_options(local_jars=False)),
+                serverless["jobDriver"]["sparkSubmit"]["sparkSubmitParameters"],
+                json.dumps(databricks["spark_conf"]), json.dumps(databricks["spark_env_vars"])]
+
+    assert not any("spark.sql.shuffle.partitions" in text for text in confs(ENV))  # the cluster's own setting
+    _, jobs = _bundle_jobs()
+    for job in jobs.values():
+        assert "spark.sql.shuffle.partitions" not in job["job_clusters"][0]["new_cluster"]["spark_conf"]
+    submit, _, serverless, _, databricks_env = confs({**ENV, "PINPIPE_SHUFFLE_PARTITIONS": "64"})
+    # PINPIPE_SHUFFLE_PARTITIONS reaches the driver's settings, which set it on the session (pinpipe.spark).
+    assert "spark.yarn.appMasterEnv.PINPIPE_SHUFFLE_PARTITIONS=64" in submit
+    assert "spark.emr-serverless.driverEnv.PINPIPE_SHUFFLE_PARTITIONS=64" in serverless
+    assert json.loads(databricks_env)["PINPIPE_SHUFFLE_PARTITIONS"] == "64"
