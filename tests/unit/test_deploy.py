@@ -218,6 +218,31 @@ def test_the_bundle_defines_a_continuous_stream_and_a_daily_batch_that_parse_wit
     assert batch.tasks[0].python_wheel_task.parameters == ["batch"]
 
 
+def test_the_bundles_batch_and_stream_write_the_same_tables_under_their_own_checkpoints():
+    from pinpipe.lake_checks import parent_folders
+    from pinpipe.settings import Settings
+    from schemas.contracts import TABLES
+
+    _, jobs = _bundle_jobs()
+    stream_env, batch_env = (jobs[name]["job_clusters"][0]["new_cluster"]["spark_env_vars"]
+                             for name in ("pinpipe_stream", "pinpipe_batch"))
+    stream = Settings(lake=stream_env["PINPIPE_LAKE"], archive=stream_env["PINPIPE_ARCHIVE"])
+    batch = Settings(lake=batch_env["PINPIPE_LAKE"], archive=batch_env["PINPIPE_ARCHIVE"])
+    assert [stream.table_path(t) for t in TABLES] == [batch.table_path(t) for t in TABLES]
+    assert batch.archive_uri == stream.archive_uri  # the batch reads what the stream's --archive writes
+    assert "--archive" in jobs["pinpipe_stream"]["tasks"][0]["python_wheel_task"]["parameters"]
+    # Separate queries on the same tables: the archive's event time is its objects' write time.
+    stream_checkpoints = {stream.checkpoint_path(query) for query in ("kafka", "kinesis", "archive")}
+    assert batch.checkpoint_path("batch") not in stream_checkpoints
+    assert stream.lake not in parent_folders(batch.lake) and batch.lake not in parent_folders(stream.lake)
+
+
+def test_databricks_runs_of_the_batch_and_the_stream_name_the_same_lake():
+    runs = [deploy.databricks_run(command, [], "/Volumes/m/p/p.whl", ENV) for command in ("batch", "stream")]
+    lakes = {run["tasks"][0]["new_cluster"]["spark_env_vars"]["PINPIPE_LAKE"] for run in runs}
+    assert lakes == {ENV["PINPIPE_LAKE"]}
+
+
 def test_databricks_bundle_validate():
     cli = shutil.which("databricks")
     if not cli or b"bundle" not in subprocess.run([cli, "--help"], capture_output=True).stdout:
