@@ -299,3 +299,104 @@ def test_no_launcher_forces_shuffle_partitions_and_the_setting_travels_when_set(
     assert "spark.yarn.appMasterEnv.PINPIPE_SHUFFLE_PARTITIONS=64" in submit
     assert "spark.emr-serverless.driverEnv.PINPIPE_SHUFFLE_PARTITIONS=64" in serverless
     assert json.loads(databricks_env)["PINPIPE_SHUFFLE_PARTITIONS"] == "64"
+
+
+# ------------------------------------------------------------------ Kafka TLS files shipped with the job
+
+CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+TLS = {"PINPIPE_KAFKA__AUTH__MECHANISM": "tls", "PINPIPE_KAFKA__AUTH__KEY_PASSWORD": SENTINEL}
+
+
+def tls_env(ca: str, cert: str, key: str) -> dict[str, str]:
+    return {**ENV, **TLS, "PINPIPE_KAFKA__AUTH__CA_LOCATION": ca, "PINPIPE_KAFKA__AUTH__CERT_LOCATION": cert,
+            "PINPIPE_KAFKA__AUTH__KEY_LOCATION": key}
+
+
+def pem_files(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("ca.pem", "client.pem", "client.key"):
+        (folder / name).write_text(CA)
+    return [folder / name for name in ("ca.pem", "client.pem", "client.key")]
+
+
+def app_master_env(args: list[str]) -> dict[str, str]:
+    prefix = "spark.yarn.appMasterEnv."
+    return dict(a[len(prefix):].split("=", 1) for a in args if a.startswith(prefix) and "PINPIPE_" in a)
+
+
+def test_yarn_cluster_mode_ships_the_tls_files_and_the_driver_reads_the_copies(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ca, cert, key = pem_files(tmp_path / "certs")
+    plain, _ = deploy.split_settings(tls_env("certs/ca.pem", str(cert), str(key)))  # a relative one too
+    args = deploy.spark_submit_args("stream", [], "/dist/env.tar.gz", "/dist/entry.py", master="yarn",
+                                    cluster_mode=True, plain_settings=plain)
+    assert args[args.index("--files") + 1].split(",") == [str(ca), str(cert), str(key)]
+    driver_env = app_master_env(args)
+    assert driver_env["PINPIPE_KAFKA__AUTH__CA_LOCATION"] == "./ca.pem"
+    assert driver_env["PINPIPE_KAFKA__AUTH__CERT_LOCATION"] == "./client.pem"
+    assert driver_env["PINPIPE_KAFKA__AUTH__KEY_LOCATION"] == "./client.key"
+    assert SENTINEL not in " ".join(args)  # the key's password stays with the cluster
+
+    # The driver's container: YARN puts --files in its working directory; the settings read there.
+    container = tmp_path / "container"
+    pem_files(container)
+    monkeypatch.chdir(container)
+    for name, value in {**driver_env, "PINPIPE_KAFKA__AUTH__KEY_PASSWORD": "p"}.items():
+        monkeypatch.setenv(name, value)
+    from pinpipe.settings import Settings
+
+    settings = Settings()
+    options = settings.kafka_source_options()
+    assert options["kafka.security.protocol"] == "SSL"
+    assert options["kafka.ssl.truststore.certificates"] == CA  # inline: executors need no file
+    assert options["kafka.ssl.keystore.key"] == CA
+    assert settings.kafka_config()["ssl.ca.location"] == "./ca.pem"  # the driver's librdkafka clients
+
+
+def test_a_client_mode_driver_reads_the_tls_files_where_they_are():
+    plain, _ = deploy.split_settings(tls_env("/certs/ca.pem", "/certs/c.pem", "/certs/c.key"))
+    args = deploy.spark_submit_args("stream", [], "/dist/env.tar.gz", "/dist/entry.py", master="spark://h:7077",
+                                    cluster_mode=False, plain_settings=plain)
+    assert "--files" not in args
+    env = {"PINPIPE_KAFKA__AUTH__CA_LOCATION": "certs/ca.pem"}
+    deploy._absolute_settings(env, Path("/work/project"))  # the driver runs in the package's folder
+    assert env["PINPIPE_KAFKA__AUTH__CA_LOCATION"] == "/work/project/certs/ca.pem"
+
+
+def test_tls_files_that_cannot_be_shipped_are_refused_naming_the_setting(tmp_path):
+    ca, cert, key = pem_files(tmp_path)
+    with pytest.raises(deploy.DeployError, match="PINPIPE_KAFKA__AUTH__CA_LOCATION='/nowhere/ca.pem': no such file"):
+        deploy.ship_tls_files(deploy.split_settings(tls_env("/nowhere/ca.pem", str(cert), str(key)))[0])
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "client.pem").write_text(CA)
+    with pytest.raises(deploy.DeployError, match="CA_LOCATION and PINPIPE_KAFKA__AUTH__CERT_LOCATION have the same file name .client.pem."):
+        deploy.ship_tls_files(deploy.split_settings(tls_env(str(tmp_path / "other" / "client.pem"), str(cert),
+                                                            str(key)))[0])
+
+
+def test_emr_ships_the_tls_files_from_s3_and_refuses_a_local_path(capsys):
+    env = tls_env("s3://bucket/tls/ca.pem", "s3://bucket/tls/client.pem", "s3://bucket/tls/client.key")
+    args = deploy.emr_step("stream", [], CODE_URI, env)["HadoopJarStep"]["Args"]
+    assert args[args.index("--files") + 1] == "s3://bucket/tls/ca.pem,s3://bucket/tls/client.pem,s3://bucket/tls/client.key"
+    assert "spark.yarn.appMasterEnv.PINPIPE_KAFKA__AUTH__CA_LOCATION=./ca.pem" in args
+    request = deploy.emr_serverless_job_run("stream", [], CODE_URI, "00abc", "arn:aws:iam::1:role/p", env)
+    parameters = request["jobDriver"]["sparkSubmit"]["sparkSubmitParameters"].split()
+    assert "spark.files=s3://bucket/tls/ca.pem,s3://bucket/tls/client.pem,s3://bucket/tls/client.key" in parameters
+    assert "spark.emr-serverless.driverEnv.PINPIPE_KAFKA__AUTH__KEY_LOCATION=./client.key" in parameters
+    client, stubber = _stubbed("emr-serverless")
+    stubber.add_response("start_job_run", {"applicationId": "00abc", "jobRunId": "r1",
+                                           "arn": "arn:aws:emr-serverless:us-east-1:1:/applications/00abc/jobruns/r1"},
+                         request)
+    with stubber:
+        client.start_job_run(**request)
+    with pytest.raises(deploy.DeployError, match="PINPIPE_KAFKA__AUTH__CA_LOCATION='/home/me/ca.pem'.*upload it"):
+        deploy.emr_step("stream", [], CODE_URI, {**env, "PINPIPE_KAFKA__AUTH__CA_LOCATION": "/home/me/ca.pem"})
+
+
+def test_databricks_reads_the_tls_files_from_a_volume():
+    env = tls_env("/Volumes/main/pinpipe/tls/ca.pem", "/Volumes/main/pinpipe/tls/c.pem", "/Volumes/main/pinpipe/tls/c.key")
+    cluster = deploy.databricks_run("stream", [], "/Volumes/m/p/p.whl", env)["tasks"][0]["new_cluster"]
+    assert cluster["spark_env_vars"]["PINPIPE_KAFKA__AUTH__CA_LOCATION"] == "/Volumes/main/pinpipe/tls/ca.pem"
+    assert cluster["spark_env_vars"]["PINPIPE_KAFKA__AUTH__KEY_PASSWORD"] == "{{secrets/pinpipe/pinpipe_kafka__auth__key_password}}"
+    with pytest.raises(deploy.DeployError, match="PINPIPE_KAFKA__AUTH__CA_LOCATION='/home/me/ca.pem'.*/Volumes"):
+        deploy.databricks_run("stream", [], "/Volumes/m/p/p.whl", {**env, "PINPIPE_KAFKA__AUTH__CA_LOCATION": "/home/me/ca.pem"})
