@@ -49,13 +49,13 @@ def _progress(spark, running_count: bool):
         listener.close()
 
 
-def _spark(settings: Settings):
-    from pinpipe.spark import build_spark_session
-
+def _spark(settings: Settings, app_name: str = "pinpipe"):
     from pinpipe.lake_checks import check_lake, check_paths_for_master
+    from pinpipe.spark import build_spark_session, on_databricks
 
-    check_paths_for_master(settings, settings.spark_master)  # before a JVM starts, where the settings name the master
-    spark = build_spark_session(settings.spark_master, shuffle_partitions=settings.shuffle_partitions,
+    # Before a JVM starts, where the settings name the master.
+    check_paths_for_master(settings, settings.spark_master, on_databricks())
+    spark = build_spark_session(settings.spark_master, app_name=app_name, shuffle_partitions=settings.shuffle_partitions,
                                 driver_memory=settings.driver_memory, log_level=_log_levels.spark)
     # The master is known only now: under spark-submit the launcher chose it.
     check_lake(spark, settings)
@@ -218,14 +218,13 @@ def maintain(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done; change nothing")] = False,
 ) -> None:
     """Compact, vacuum and checkpoint the tables and prune the query checkpoints (safe while the stream runs)."""
-    from pinpipe.spark import build_spark_session
     from streaming.delta_sink import native_delta_available
     from streaming.maintenance import maintain_lake
 
     settings = get_settings()
     # Through delta-spark, the writer of the tables (deletion vectors: delta-rs cannot rewrite them).
-    spark = build_spark_session(settings.spark_master, app_name="pinpipe-maintain",
-                                shuffle_partitions=settings.shuffle_partitions, driver_memory=settings.driver_memory)
+    # The lake is checked as for the writers: a node-local lake on a cluster compacts another folder.
+    spark = _spark(settings, app_name="pinpipe-maintain")
     try:
         report = maintain_lake(settings.lake, settings.maintenance, settings.delta_storage_options(), tables,
                                retention_hours, force, dry_run,

@@ -49,6 +49,14 @@ SECRET_SETTING = re.compile(r"(SECRET|PASSWORD|TOKEN|ACCESS_KEY|CREDENTIAL|CLIEN
 LAUNCH_ONLY = {"PINPIPE_RUNNER", "PINPIPE_SPARK_MASTER", "PINPIPE_DRIVER_MEMORY", "PINPIPE_VENV"}
 
 
+# The Kafka TLS files (PEM) the job's driver reads: its Python clients open them, and the Java client
+# gets their contents inline (streaming.kafka_auth), so executors need no copy. A driver in a cluster's
+# container gets them with --files (spark.files), in its working directory, and the settings name the copies.
+TLS_FILE_SETTINGS = tuple(f"PINPIPE_KAFKA__AUTH__{name}" for name in ("CA_LOCATION", "CERT_LOCATION", "KEY_LOCATION"))
+# Paths a Databricks driver opens as files: Unity Catalog volumes, DBFS and workspace files (FUSE mounts).
+DATABRICKS_FILE_ROOTS = ("/Volumes/", "/dbfs/", "/Workspace/")
+
+
 class DeployError(RuntimeError):
     """A packaging or spec problem, in one line the CLI prints."""
 
@@ -193,6 +201,43 @@ def warn_unshipped(secret_names: Iterable[str], how: str) -> None:
         print(f"pinpipe deploy: not shipped (secrets): {', '.join(names)}; {how}", file=sys.stderr)
 
 
+def tls_files(plain: Mapping[str, str]) -> dict[str, str]:
+    """The Kafka TLS file settings that are set: {setting name: path or URI}."""
+    return {name: value for name, value in plain.items() if name.upper() in TLS_FILE_SETTINGS and value}
+
+
+def ship_tls_files(plain: Mapping[str, str], where: str = "local") -> tuple[list[str], dict[str, str]]:
+    """(what ``--files`` ships, the settings with each TLS file named by its shipped copy ``./<name>``).
+
+    ``where``: ``local`` for a spark-submit here (files on this machine, made absolute), ``uri`` for a
+    spark-submit on the cluster (EMR: the files must be where it reads them, e.g. ``s3://``).
+    """
+    files, shipped, names = [], dict(plain), {}
+    for setting, value in tls_files(plain).items():
+        if where == "uri" and "://" not in value:
+            raise DeployError(f"{setting}={value!r}: the cluster reads the file it ships, so upload it (e.g. to "
+                              "s3://bucket/prefix/, readable by the job's role only) and give its URI")
+        if where == "local":
+            if not os.path.isfile(value):
+                raise DeployError(f"{setting}={value!r}: no such file to ship with the job")
+            value = os.path.abspath(value)
+        name = value.rstrip("/").rsplit("/", 1)[-1]
+        if names.setdefault(name, setting) != setting:
+            raise DeployError(f"{names[name]} and {setting} have the same file name {name!r}: "
+                              "the shipped copies would collide in the working directory")
+        files.append(value)
+        shipped[setting] = f"./{name}"
+    return files, shipped
+
+
+def check_databricks_tls_files(plain: Mapping[str, str]) -> None:
+    """A Databricks driver opens the TLS files on the cluster: they must be in a volume (or DBFS, workspace files)."""
+    for setting, value in tls_files(plain).items():
+        if not value.startswith(DATABRICKS_FILE_ROOTS):
+            raise DeployError(f"{setting}={value!r}: the job cluster's driver opens this file; put it in a Unity "
+                              "Catalog volume readable by the job only (/Volumes/...) and give that path")
+
+
 # ---------------------------------------------------------------- spark-submit (standalone, YARN)
 
 
@@ -243,12 +288,18 @@ def job_options(local_jars: bool) -> list[str]:
 
 def spark_submit_args(command: str, args: list[str], env_archive: str, entry: str, master: str = "yarn",
                       cluster_mode: bool = True, plain_settings: Mapping[str, str] | None = None,
-                      extra: list[str] = (), local_jars: bool = False) -> list[str]:
-    """The spark-submit command line of a run on a cluster (without the binary)."""
+                      extra: list[str] = (), local_jars: bool = False, files_from: str = "local") -> list[str]:
+    """The spark-submit command line of a run on a cluster (without the binary).
+
+    In cluster mode the Kafka TLS files travel with ``--files`` (see :func:`ship_tls_files`; ``files_from``);
+    a client-mode driver runs here and reads them where they are.
+    """
     options = ["--master", master, "--deploy-mode", "cluster" if cluster_mode else "client",
                "--name", f"pinpipe-{command}", *job_options(local_jars)]
     options += cluster_python_confs(env_archive, cluster_mode)
     if cluster_mode and plain_settings:
+        files, plain_settings = ship_tls_files(plain_settings, files_from)
+        options += ["--files", ",".join(files)] if files else []
         options += settings_confs(plain_settings)
     return [*options, *extra, entry, command, *args]
 
@@ -276,7 +327,7 @@ def unpacked_environment(package: Package) -> Path:
 
 def _absolute_settings(env: dict[str, str], cwd: Path) -> None:
     # The driver runs in another folder: relative paths must keep meaning what they meant here.
-    for name in ("PINPIPE_LAKE", "PINPIPE_ARCHIVE"):
+    for name in ("PINPIPE_LAKE", "PINPIPE_ARCHIVE", *TLS_FILE_SETTINGS):
         value = env.get(name)
         if value and "://" not in value and not os.path.isabs(value):
             env[name] = str((cwd / value).resolve())
@@ -342,7 +393,7 @@ def emr_step(command: str, args: list[str], code_uri: str, env: Mapping[str, str
                            "other secrets through the cluster's spark-env configuration")
     code_uri = code_uri.rstrip("/")
     submit = spark_submit_args(command, args, f"{code_uri}/{ENV_ARCHIVE_NAME}", f"{code_uri}/{ENTRY_NAME}",
-                               plain_settings=plain)
+                               plain_settings=plain, files_from="uri")  # its spark-submit runs on the cluster
     return {"Name": f"pinpipe-{command}", "ActionOnFailure": action_on_failure,
             "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["spark-submit", *submit]}}
 
@@ -355,8 +406,10 @@ def emr_serverless_job_run(command: str, args: list[str], code_uri: str, applica
     warn_unshipped(secret, "give AWS access through the job's execution role, other secrets through "
                            "the application's runtime configuration")
     code_uri = code_uri.rstrip("/")
+    files, plain = ship_tls_files(plain, "uri")
     confs = {
         "spark.archives": f"{code_uri}/{ENV_ARCHIVE_NAME}#{ENV_ALIAS}",
+        **({"spark.files": ",".join(files)} if files else {}),
         "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON": CLUSTER_PYTHON,
         "spark.emr-serverless.driverEnv.PYSPARK_PYTHON": CLUSTER_PYTHON,
         "spark.executorEnv.PYSPARK_PYTHON": CLUSTER_PYTHON,
@@ -412,6 +465,7 @@ def databricks_env_vars(env: Mapping[str, str], secret_scope: str) -> dict[str, 
     Databricks resolves ``{{secrets/scope/key}}`` on the cluster, so the value never is in the spec.
     """
     plain, secret = split_settings(env)
+    check_databricks_tls_files(plain)
     return {**plain, **{name: f"{{{{secrets/{secret_scope}/{name.lower()}}}}}" for name in secret}}
 
 

@@ -160,9 +160,22 @@ class Settings(BaseSettings):
             raise SettingsError(
                 "PINPIPE_KAFKA__BOOTSTRAP_SERVERS: not set (run `pinpipe local up` or point it at a broker)"
             )
+        self._check_kafka_tls_files()
         return {"bootstrap.servers": self.kafka.bootstrap_servers, **auth_client_config(self.kafka.auth),
                 **self.kafka.client_config}
 
+    def _check_kafka_tls_files(self) -> None:
+        # This process's clients read them (the Spark job's executors get their contents inline, from the driver).
+        auth = self.kafka.auth
+        if auth.mechanism == "none":
+            return
+        for field in ("ca_location", "cert_location", "key_location"):
+            path = getattr(auth, field)
+            if path and not os.path.isfile(path):
+                raise SettingsError(
+                    f"PINPIPE_KAFKA__AUTH__{field.upper()}={path!r}: no such file on this machine ({os.getcwd()}); "
+                    "on a cluster, `python -m pinpipe.deploy` ships it with the job (--files) and names the copy"
+                )
 
     def kafka_source_options(self) -> dict[str, str]:
         """The options of Spark's Kafka source (``format("kafka")``) for the deployment's topics."""

@@ -78,20 +78,28 @@ def build_spark_session(master: str = "local[2]", app_name: str = "pinpipe", shu
     )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(log4j_level(log_level))
-    partitions = shuffle_partitions_for(spark.sparkContext.master, shuffle_partitions)
-    if partitions is not None:
-        spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+    apply_shuffle_partitions(spark, spark.sparkContext.master, shuffle_partitions, on_databricks())
     register_data_sources(spark)
     return spark
 
 
-def shuffle_partitions_for(master: str, configured: int | None) -> int | None:
-    """The session's shuffle partitions: as configured, else 2 on a local master, else the cluster's (None)."""
+def shuffle_partitions_for(master: str, configured: int | None, databricks: bool = False) -> int | None:
+    """The session's shuffle partitions: as configured, else 2 on a local master, else the cluster's (None).
+
+    Databricks counts as a cluster even on a single-node (``local[*, 4]``) master: its own default stands.
+    """
     if configured is not None:
         return configured
-    from pinpipe.lake_checks import is_local_master
+    from pinpipe.lake_checks import runs_on_cluster
 
-    return LOCAL_SHUFFLE_PARTITIONS if is_local_master(master) else None
+    return None if runs_on_cluster(master, databricks) else LOCAL_SHUFFLE_PARTITIONS
+
+
+def apply_shuffle_partitions(spark: SparkSession, master: str, configured: int | None, databricks: bool = False) -> None:
+    """Set :func:`shuffle_partitions_for` on the session; None leaves the cluster's (or the launcher's) value."""
+    partitions = shuffle_partitions_for(master, configured, databricks)
+    if partitions is not None:
+        spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
 
 
 LOCAL_TASK_ATTEMPTS = 4  # spark.task.maxFailures' default on a cluster
@@ -113,7 +121,7 @@ def with_task_retries(master: str, attempts: int = LOCAL_TASK_ATTEMPTS) -> str:
 def launcher_ships_delta() -> bool:
     """Under a Spark launcher: Delta's jars are on the job's class path (shipped with ``--jars`` or
     ``--packages``, or built in, as on Databricks); else its session settings must stay out."""
-    if "DATABRICKS_RUNTIME_VERSION" in os.environ:
+    if on_databricks():
         return True
     from pyspark import SparkConf
 
@@ -124,7 +132,12 @@ def launcher_ships_delta() -> bool:
 
 def launched_by_spark() -> bool:
     """True when a Spark launcher (spark-submit, Databricks) started this process and its JVM."""
-    return "PYSPARK_GATEWAY_PORT" in os.environ or "DATABRICKS_RUNTIME_VERSION" in os.environ
+    return "PYSPARK_GATEWAY_PORT" in os.environ or on_databricks()
+
+
+def on_databricks() -> bool:
+    """True on a Databricks cluster (its runtime sets this variable for the driver and the workers)."""
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
 def register_data_sources(spark: SparkSession) -> None:

@@ -43,7 +43,13 @@ log = logging.getLogger(__name__)
 KEY = "ind"
 # Newest record wins, by the one total order of schemas.contracts (`_order_key`), in both sinks.
 # A target row without an order key was written before the key existed: anything replaces it.
-UPDATE_IF_NEWER = "t._order_key IS NULL OR s._order_key > t._order_key"
+# The batch path ranks below the streams: an archived record's event time is its object's write
+# time, later than its Kafka timestamp, so in a lake both write an archive object written late
+# would replace a newer streamed version of an `ind`. The batch fills in what the streams lack
+# (and orders its own rows); a streamed row replaces an archived one.
+UPDATE_IF_NEWER = ("t._order_key IS NULL"
+                   " OR (t._source_system = 'archive' AND s._source_system <> 'archive')"
+                   " OR (s._order_key > t._order_key AND (s._source_system <> 'archive' OR t._source_system = 'archive'))")
 QUARANTINE_COORDINATES = ("source_system", "source_name", "source_partition", "source_position")
 QUARANTINE_KEY = " AND ".join(f"t.{c} = s.{c}" for c in QUARANTINE_COORDINATES)
 # Literal bounds on the target added to a MERGE predicate, so delta-rs prunes target files by their

@@ -21,9 +21,14 @@ def table_path(lake: str, table: str) -> str:
     return f"{lake.rstrip('/')}/{table}"
 
 
+def checkpoints_folder(lake: str) -> str:
+    """``<lake>/_checkpoints``: the folder of the queries' checkpoints."""
+    return f"{lake.rstrip('/')}/_checkpoints"
+
+
 def checkpoint_path(lake: str, query_name: str) -> str:
     """``<lake>/_checkpoints/<query>``: one Spark checkpoint per query."""
-    return f"{lake.rstrip('/')}/_checkpoints/{query_name}"
+    return f"{checkpoints_folder(lake)}/{query_name}"
 
 
 def read_delta(path: str, storage_options: dict[str, str] | None = None) -> pa.Table | None:

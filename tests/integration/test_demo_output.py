@@ -45,7 +45,7 @@ def test_the_demo_prints_at_most_three_jvm_lines(kafka_broker, kinesis_endpoint,
         "PINPIPE_KINESIS__ENDPOINT_URL": kinesis_endpoint,
         "PINPIPE_KINESIS__ACCESS_KEY": "local", "PINPIPE_KINESIS__SECRET_KEY": "local",
     })
-    batch_env = {**env, "PINPIPE_LAKE": "demo-lake/batch", "PINPIPE_ARCHIVE": "demo-lake/raw"}
+    batch_env = {**env, "PINPIPE_ARCHIVE": "demo-lake/raw"}  # the stream's lake: a lake inside it is refused
     steps = [
         (["emulate", "--target", "kafka", "--records", str(POSTS), "--seed", "42", "--no-progress"], env),
         (["emulate", "--target", "kinesis", "--records", str(POSTS), "--seed", "42", "--no-progress"], env),

@@ -218,6 +218,31 @@ def test_the_bundle_defines_a_continuous_stream_and_a_daily_batch_that_parse_wit
     assert batch.tasks[0].python_wheel_task.parameters == ["batch"]
 
 
+def test_the_bundles_batch_and_stream_write_the_same_tables_under_their_own_checkpoints():
+    from pinpipe.lake_checks import parent_folders
+    from pinpipe.settings import Settings
+    from schemas.contracts import TABLES
+
+    _, jobs = _bundle_jobs()
+    stream_env, batch_env = (jobs[name]["job_clusters"][0]["new_cluster"]["spark_env_vars"]
+                             for name in ("pinpipe_stream", "pinpipe_batch"))
+    stream = Settings(lake=stream_env["PINPIPE_LAKE"], archive=stream_env["PINPIPE_ARCHIVE"])
+    batch = Settings(lake=batch_env["PINPIPE_LAKE"], archive=batch_env["PINPIPE_ARCHIVE"])
+    assert [stream.table_path(t) for t in TABLES] == [batch.table_path(t) for t in TABLES]
+    assert batch.archive_uri == stream.archive_uri  # the batch reads what the stream's --archive writes
+    assert "--archive" in jobs["pinpipe_stream"]["tasks"][0]["python_wheel_task"]["parameters"]
+    # Separate queries on the same tables: the archive's event time is its objects' write time.
+    stream_checkpoints = {stream.checkpoint_path(query) for query in ("kafka", "kinesis", "archive")}
+    assert batch.checkpoint_path("batch") not in stream_checkpoints
+    assert stream.lake not in parent_folders(batch.lake) and batch.lake not in parent_folders(stream.lake)
+
+
+def test_databricks_runs_of_the_batch_and_the_stream_name_the_same_lake():
+    runs = [deploy.databricks_run(command, [], "/Volumes/m/p/p.whl", ENV) for command in ("batch", "stream")]
+    lakes = {run["tasks"][0]["new_cluster"]["spark_env_vars"]["PINPIPE_LAKE"] for run in runs}
+    assert lakes == {ENV["PINPIPE_LAKE"]}
+
+
 def test_databricks_bundle_validate():
     cli = shutil.which("databricks")
     if not cli or b"bundle" not in subprocess.run([cli, "--help"], capture_output=True).stdout:
@@ -249,3 +274,129 @@ def test_spark_keeps_the_master_a_launcher_chose(monkeypatch):
     assert not launched_by_spark()
     monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "41234")  # what spark-submit gives the Python driver
     assert launched_by_spark()
+
+
+# ------------------------------------------------------------------ cluster defaults
+
+
+def test_no_launcher_forces_shuffle_partitions_and_the_setting_travels_when_set():
+    def confs(env):
+        plain, _ = deploy.split_settings(env)
+        submit = deploy.spark_submit_args("stream", [], "/dist/env.tar.gz", "/dist/entry.py", master="yarn",
+                                          cluster_mode=True, plain_settings=plain)
+        serverless = deploy.emr_serverless_job_run("stream", [], CODE_URI, "00abc", "arn:aws:iam::1:role/p", env)
+        databricks = deploy.databricks_run("stream", [], "/Volumes/m/p/p.whl", env)["tasks"][0]["new_cluster"]
+        return [" ".join(submit), " ".join(deploy.job_options(local_jars=False)),
+                serverless["jobDriver"]["sparkSubmit"]["sparkSubmitParameters"],
+                json.dumps(databricks["spark_conf"]), json.dumps(databricks["spark_env_vars"])]
+
+    assert not any("spark.sql.shuffle.partitions" in text for text in confs(ENV))  # the cluster's own setting
+    _, jobs = _bundle_jobs()
+    for job in jobs.values():
+        assert "spark.sql.shuffle.partitions" not in job["job_clusters"][0]["new_cluster"]["spark_conf"]
+    submit, _, serverless, _, databricks_env = confs({**ENV, "PINPIPE_SHUFFLE_PARTITIONS": "64"})
+    # PINPIPE_SHUFFLE_PARTITIONS reaches the driver's settings, which set it on the session (pinpipe.spark).
+    assert "spark.yarn.appMasterEnv.PINPIPE_SHUFFLE_PARTITIONS=64" in submit
+    assert "spark.emr-serverless.driverEnv.PINPIPE_SHUFFLE_PARTITIONS=64" in serverless
+    assert json.loads(databricks_env)["PINPIPE_SHUFFLE_PARTITIONS"] == "64"
+
+
+# ------------------------------------------------------------------ Kafka TLS files shipped with the job
+
+CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+TLS = {"PINPIPE_KAFKA__AUTH__MECHANISM": "tls", "PINPIPE_KAFKA__AUTH__KEY_PASSWORD": SENTINEL}
+
+
+def tls_env(ca: str, cert: str, key: str) -> dict[str, str]:
+    return {**ENV, **TLS, "PINPIPE_KAFKA__AUTH__CA_LOCATION": ca, "PINPIPE_KAFKA__AUTH__CERT_LOCATION": cert,
+            "PINPIPE_KAFKA__AUTH__KEY_LOCATION": key}
+
+
+def pem_files(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("ca.pem", "client.pem", "client.key"):
+        (folder / name).write_text(CA)
+    return [folder / name for name in ("ca.pem", "client.pem", "client.key")]
+
+
+def app_master_env(args: list[str]) -> dict[str, str]:
+    prefix = "spark.yarn.appMasterEnv."
+    return dict(a[len(prefix):].split("=", 1) for a in args if a.startswith(prefix) and "PINPIPE_" in a)
+
+
+def test_yarn_cluster_mode_ships_the_tls_files_and_the_driver_reads_the_copies(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ca, cert, key = pem_files(tmp_path / "certs")
+    plain, _ = deploy.split_settings(tls_env("certs/ca.pem", str(cert), str(key)))  # a relative one too
+    args = deploy.spark_submit_args("stream", [], "/dist/env.tar.gz", "/dist/entry.py", master="yarn",
+                                    cluster_mode=True, plain_settings=plain)
+    assert args[args.index("--files") + 1].split(",") == [str(ca), str(cert), str(key)]
+    driver_env = app_master_env(args)
+    assert driver_env["PINPIPE_KAFKA__AUTH__CA_LOCATION"] == "./ca.pem"
+    assert driver_env["PINPIPE_KAFKA__AUTH__CERT_LOCATION"] == "./client.pem"
+    assert driver_env["PINPIPE_KAFKA__AUTH__KEY_LOCATION"] == "./client.key"
+    assert SENTINEL not in " ".join(args)  # the key's password stays with the cluster
+
+    # The driver's container: YARN puts --files in its working directory; the settings read there.
+    container = tmp_path / "container"
+    pem_files(container)
+    monkeypatch.chdir(container)
+    for name, value in {**driver_env, "PINPIPE_KAFKA__AUTH__KEY_PASSWORD": "p"}.items():
+        monkeypatch.setenv(name, value)
+    from pinpipe.settings import Settings
+
+    settings = Settings()
+    options = settings.kafka_source_options()
+    assert options["kafka.security.protocol"] == "SSL"
+    assert options["kafka.ssl.truststore.certificates"] == CA  # inline: executors need no file
+    assert options["kafka.ssl.keystore.key"] == CA
+    assert settings.kafka_config()["ssl.ca.location"] == "./ca.pem"  # the driver's librdkafka clients
+
+
+def test_a_client_mode_driver_reads_the_tls_files_where_they_are():
+    plain, _ = deploy.split_settings(tls_env("/certs/ca.pem", "/certs/c.pem", "/certs/c.key"))
+    args = deploy.spark_submit_args("stream", [], "/dist/env.tar.gz", "/dist/entry.py", master="spark://h:7077",
+                                    cluster_mode=False, plain_settings=plain)
+    assert "--files" not in args
+    env = {"PINPIPE_KAFKA__AUTH__CA_LOCATION": "certs/ca.pem"}
+    deploy._absolute_settings(env, Path("/work/project"))  # the driver runs in the package's folder
+    assert env["PINPIPE_KAFKA__AUTH__CA_LOCATION"] == "/work/project/certs/ca.pem"
+
+
+def test_tls_files_that_cannot_be_shipped_are_refused_naming_the_setting(tmp_path):
+    ca, cert, key = pem_files(tmp_path)
+    with pytest.raises(deploy.DeployError, match="PINPIPE_KAFKA__AUTH__CA_LOCATION='/nowhere/ca.pem': no such file"):
+        deploy.ship_tls_files(deploy.split_settings(tls_env("/nowhere/ca.pem", str(cert), str(key)))[0])
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "client.pem").write_text(CA)
+    with pytest.raises(deploy.DeployError, match="CA_LOCATION and PINPIPE_KAFKA__AUTH__CERT_LOCATION have the same file name .client.pem."):
+        deploy.ship_tls_files(deploy.split_settings(tls_env(str(tmp_path / "other" / "client.pem"), str(cert),
+                                                            str(key)))[0])
+
+
+def test_emr_ships_the_tls_files_from_s3_and_refuses_a_local_path(capsys):
+    env = tls_env("s3://bucket/tls/ca.pem", "s3://bucket/tls/client.pem", "s3://bucket/tls/client.key")
+    args = deploy.emr_step("stream", [], CODE_URI, env)["HadoopJarStep"]["Args"]
+    assert args[args.index("--files") + 1] == "s3://bucket/tls/ca.pem,s3://bucket/tls/client.pem,s3://bucket/tls/client.key"
+    assert "spark.yarn.appMasterEnv.PINPIPE_KAFKA__AUTH__CA_LOCATION=./ca.pem" in args
+    request = deploy.emr_serverless_job_run("stream", [], CODE_URI, "00abc", "arn:aws:iam::1:role/p", env)
+    parameters = request["jobDriver"]["sparkSubmit"]["sparkSubmitParameters"].split()
+    assert "spark.files=s3://bucket/tls/ca.pem,s3://bucket/tls/client.pem,s3://bucket/tls/client.key" in parameters
+    assert "spark.emr-serverless.driverEnv.PINPIPE_KAFKA__AUTH__KEY_LOCATION=./client.key" in parameters
+    client, stubber = _stubbed("emr-serverless")
+    stubber.add_response("start_job_run", {"applicationId": "00abc", "jobRunId": "r1",
+                                           "arn": "arn:aws:emr-serverless:us-east-1:1:/applications/00abc/jobruns/r1"},
+                         request)
+    with stubber:
+        client.start_job_run(**request)
+    with pytest.raises(deploy.DeployError, match="PINPIPE_KAFKA__AUTH__CA_LOCATION='/home/me/ca.pem'.*upload it"):
+        deploy.emr_step("stream", [], CODE_URI, {**env, "PINPIPE_KAFKA__AUTH__CA_LOCATION": "/home/me/ca.pem"})
+
+
+def test_databricks_reads_the_tls_files_from_a_volume():
+    env = tls_env("/Volumes/main/pinpipe/tls/ca.pem", "/Volumes/main/pinpipe/tls/c.pem", "/Volumes/main/pinpipe/tls/c.key")
+    cluster = deploy.databricks_run("stream", [], "/Volumes/m/p/p.whl", env)["tasks"][0]["new_cluster"]
+    assert cluster["spark_env_vars"]["PINPIPE_KAFKA__AUTH__CA_LOCATION"] == "/Volumes/main/pinpipe/tls/ca.pem"
+    assert cluster["spark_env_vars"]["PINPIPE_KAFKA__AUTH__KEY_PASSWORD"] == "{{secrets/pinpipe/pinpipe_kafka__auth__key_password}}"
+    with pytest.raises(deploy.DeployError, match="PINPIPE_KAFKA__AUTH__CA_LOCATION='/home/me/ca.pem'.*/Volumes"):
+        deploy.databricks_run("stream", [], "/Volumes/m/p/p.whl", {**env, "PINPIPE_KAFKA__AUTH__CA_LOCATION": "/home/me/ca.pem"})

@@ -22,6 +22,32 @@ def test_shuffle_partitions_are_the_clusters_unless_set(master, configured, expe
     assert shuffle_partitions_for(master, configured) == expected
 
 
+def test_databricks_keeps_its_own_shuffle_partitions_on_a_single_node_master():
+    from pinpipe.spark import shuffle_partitions_for
+
+    assert shuffle_partitions_for("local[*, 4]", None, databricks=True) is None
+    assert shuffle_partitions_for("local[*, 4]", 16, databricks=True) == 16
+
+
+def test_a_cluster_sessions_shuffle_partitions_stay_the_clusters_unless_set(spark):
+    from pinpipe.spark import apply_shuffle_partitions
+
+    # A session that starts from the SparkContext's conf, as a cluster's session does (Spark's 200 here).
+    session = spark.newSession()
+    clusters = session.conf.get("spark.sql.shuffle.partitions")
+    assert clusters == "200"
+    for master in ("yarn", "spark://h:7077", "k8s://https://k:443"):
+        apply_shuffle_partitions(session, master, None)
+        assert session.conf.get("spark.sql.shuffle.partitions") == clusters
+    apply_shuffle_partitions(session, "local[2]", None, databricks=True)
+    assert session.conf.get("spark.sql.shuffle.partitions") == clusters
+    apply_shuffle_partitions(session, "yarn", 64)  # PINPIPE_SHUFFLE_PARTITIONS=64
+    assert session.conf.get("spark.sql.shuffle.partitions") == "64"
+    apply_shuffle_partitions(session, "local[2]", None)
+    assert session.conf.get("spark.sql.shuffle.partitions") == "2"
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "2"  # the other session's setting is its own
+
+
 def test_the_tests_session_is_local_with_two_shuffle_partitions(spark):
     assert spark.conf.get("spark.sql.shuffle.partitions") == "2"
 

@@ -87,6 +87,26 @@ def test_the_same_post_through_two_sources_at_the_same_time_has_one_winner_whate
     assert names_after(spark, tmp_path, *batches) == {1: "Kinesis X"}  # the source of higher rank
 
 
+def archived_user(ind, name, line, written):
+    """A user record of the raw archive: its event time is the write time of its object."""
+    return (f'{{"ind": {ind}, "first_name": "{name}", "last_name": "X", "age": 30}}', "user", "archive",
+            "topics/t.user/partition=0/t.user+0+0000000000.json", "0", str(line), written)
+
+
+def test_the_batch_path_ranks_below_the_streams_in_a_shared_lake(spark, tmp_path):
+    streamed = [user(1, "Streamed", 8, T)]  # version 2 of ind 1, streamed
+    # Version 1 of ind 1 in an archive object written an hour later, and an ind the stream never saw.
+    archived = [archived_user(1, "Archived", 0, T + dt.timedelta(hours=1)),
+                archived_user(2, "Backfilled", 1, T + dt.timedelta(hours=1))]
+    both = {1: "Streamed X", 2: "Backfilled X"}
+    assert names_after(spark, tmp_path / "a", streamed, archived) == both  # the batch fills in, never overrides
+    assert names_after(spark, tmp_path / "b", archived, streamed) == both  # a streamed row replaces an archived one
+    # Among archived rows the order stands: a later object's copy wins.
+    assert names_after(spark, tmp_path / "c", archived,
+                       [archived_user(1, "Rearchived", 0, T + dt.timedelta(hours=2))]) == {1: "Rearchived X",
+                                                                                           2: "Backfilled X"}
+
+
 def test_a_record_without_event_time_is_the_oldest_in_both_directions(spark, tmp_path):
     assert names_after(spark, tmp_path / "a", [user(1, "Timed", 1)], [user(1, "Untimed", 2, None)]) == {1: "Timed X"}
     assert names_after(spark, tmp_path / "b", [user(1, "Untimed", 2, None)], [user(1, "Timed", 1)]) == {1: "Timed X"}

@@ -74,3 +74,19 @@ def test_every_secret_bearing_option_is_redacted_by_spark(ca_file):
         assert re.search(REDACTION_REGEX, f"kafka.{key}"), key
         assert re.search(OPTIONS_REDACTION_REGEX, f"kafka.{key}"), key
     assert secret_keys <= set(config)
+
+
+def test_a_tls_file_missing_on_this_machine_is_a_settings_error_naming_it(ca_file, tmp_path, monkeypatch):
+    from pinpipe.settings import SettingsError
+
+    missing = str(tmp_path / "gone.pem")
+    settings = Settings(kafka={"bootstrap_servers": "b:9093",
+                               "auth": {"mechanism": "tls", "ca_location": missing}})
+    with pytest.raises(SettingsError, match=f"PINPIPE_KAFKA__AUTH__CA_LOCATION='{missing}': no such file"):
+        settings.kafka_source_options()
+    with pytest.raises(SettingsError, match="PINPIPE_KAFKA__AUTH__CA_LOCATION"):
+        settings.kafka_config()  # the driver's Python clients: the same line, before any of them starts
+    # A shipped copy in the working directory, as a cluster-mode driver sees it.
+    monkeypatch.chdir(tmp_path)
+    shipped = Settings(kafka={"bootstrap_servers": "b:9093", "auth": {"mechanism": "tls", "ca_location": "./ca.pem"}})
+    assert shipped.kafka_source_options()["kafka.ssl.truststore.certificates"] == CA

@@ -21,7 +21,8 @@ ENVELOPE = ("value string, _kind string, _source_system string, _source_name str
 
 
 def user(ind, name, position, when=T, system="kafka"):
-    source = "t.user" if system == "kafka" else "streaming-t-user"
+    source = {"kafka": "t.user", "archive": "topics/t.user/partition=0/t.user+0+0000000000.json"}.get(
+        system, "streaming-t-user")
     return (f'{{"ind": {ind}, "first_name": "{name}", "last_name": "X", "age": 30}}', "user", system, source, "0",
             str(position), when)
 
@@ -146,6 +147,18 @@ def test_the_newest_record_wins_whatever_order_the_batches_commit_in(spark, tmp_
     for batch_id, rows in enumerate((second, first) if reverse else (first, second)):
         writer.write_micro_batch(routed(spark, rows), batch_id)
     assert names(tmp_path / "user") == {1: "Kinesis X", 2: "Timed X", 3: "Sub10 X", 4: "Next X"}
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["stream first", "batch first"])
+def test_the_batch_path_ranks_below_the_streams_in_a_shared_lake(spark, tmp_path, reverse):
+    """An archived record's event time is its object's write time: as the delta-rs sink's tests check it."""
+    later = T + dt.timedelta(hours=1)
+    streamed = [user(1, "Streamed", 8)]
+    archived = [user(1, "Archived", 0, later, system="archive"), user(2, "Backfilled", 1, later, system="archive")]
+    writer = sink(spark, tmp_path, "q")
+    for batch_id, rows in enumerate((archived, streamed) if reverse else (streamed, archived)):
+        writer.write_micro_batch(routed(spark, rows), batch_id)
+    assert names(tmp_path / "user") == {1: "Streamed X", 2: "Backfilled X"}
 
 
 def test_a_merge_that_updates_a_few_rows_writes_a_few_rows(spark, tmp_path):
