@@ -1,0 +1,41 @@
+# The support matrix's environments (issue 26): one per Spark line besides the default one.
+# Include from the Makefile (`include deploy/runtimes/runtimes.mk`); each line X.Y has
+#   deploy/runtimes/spark-X.Y.txt            pyspark + delta-spark pins (the Python side)
+#   deploy/jvm/runtimes/spark-X.Y/pom.xml    Spark's Kafka source, delta-spark, MSK IAM (the JVM side)
+# and builds
+#   .venv-spark-X.Y/                         `.[test]` (everything but Spark) + the pins, in one resolve
+#   .pinpipe/jars-spark-X.Y/spark/           the pom's jars; pinpipe.jvm picks this folder for a venv
+#                                            whose pyspark is X.Y (PINPIPE_JARS_DIR overrides)
+# The newest line (4.2) is the default environment: .venv + .pinpipe/jars (`make install`).
+# `make runtime-test-X.Y` runs the compatibility subset (RUNTIME_TESTS) in that environment; the local
+# services it starts come from the default install (Kafka broker jars, kinesalite).
+PYTHON ?= python3
+RUNTIMES := 4.0 4.1
+RUNTIME_TESTS ?= tests/unit/schemas tests/unit/streaming/test_native_sink.py tests/unit/test_runtimes.py \
+  "tests/integration/test_pipeline.py::test_posts_land_once_cleaned_and_bad_records_are_quarantined" \
+  "tests/integration/test_kinesis_pipeline.py::test_kinesis_posts_land_once_and_a_malformed_record_is_quarantined_with_its_coordinates"
+
+.PHONY: $(foreach line,$(RUNTIMES),runtime-venv-$(line) runtime-test-$(line))
+
+define RUNTIME_RULES
+.venv-spark-$(1)/.installed: pyproject.toml deploy/runtimes/spark-$(1).txt
+	rm -rf .venv-spark-$(1)
+	$$(PYTHON) -m venv .venv-spark-$(1)
+	.venv-spark-$(1)/bin/python -m pip install --quiet --upgrade pip
+	.venv-spark-$(1)/bin/python -m pip install --quiet -e ".[test]" -r deploy/runtimes/spark-$(1).txt
+	.venv-spark-$(1)/bin/python -m pinpipe.pyspark_bytecode
+	touch $$@
+
+.pinpipe/jars-spark-$(1)/.installed: deploy/jvm/runtimes/spark-$(1)/pom.xml
+	rm -rf .pinpipe/jars-spark-$(1)
+	mvn -q -B -f deploy/jvm/runtimes/spark-$(1)/pom.xml dependency:copy-dependencies \
+	  -DoutputDirectory=$$(CURDIR)/.pinpipe/jars-spark-$(1)/spark
+	touch $$@
+
+runtime-venv-$(1): .venv-spark-$(1)/.installed .pinpipe/jars-spark-$(1)/.installed
+
+runtime-test-$(1): runtime-venv-$(1) install
+	PYTHONPATH=$$(CURDIR) .venv-spark-$(1)/bin/python -m pytest $$(RUNTIME_TESTS)
+endef
+
+$(foreach line,$(RUNTIMES),$(eval $(call RUNTIME_RULES,$(line))))
