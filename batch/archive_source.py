@@ -23,7 +23,7 @@ from typing import Iterator
 import pyarrow as pa
 from pyarrow import fs
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
-from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxFiles, SupportsTriggerAvailableNow
+from streaming.pyspark_compat import ReadAllAvailable, ReadLimit, ReadMaxFiles, SupportsTriggerAvailableNow
 
 from batch.archive import ArchiveLocation, parse_object_key
 from schemas.errors import OptionError
