@@ -7,8 +7,9 @@
 #   .pinpipe/jars-spark-X.Y/spark/           the pom's jars; pinpipe.jvm picks this folder for a venv
 #                                            whose pyspark is X.Y (PINPIPE_JARS_DIR overrides)
 # The newest line (4.2) is the default environment: .venv + .pinpipe/jars (`make install`).
-# `make runtime-test-X.Y` runs the compatibility subset (RUNTIME_TESTS) in that environment; the local
-# services it starts come from the default install (Kafka broker jars, kinesalite).
+# `make runtime-test-X.Y` runs the compatibility subset (RUNTIME_TESTS) in that environment; of the
+# default install it needs only the local services' parts (the Kafka broker's jars, kinesalite), so
+# include this file after the Makefile defines NODE_STAMP and the `jars` target (e.g. at its end).
 PYTHON ?= python3
 RUNTIMES := 4.0 4.1
 RUNTIME_TESTS ?= tests/unit/schemas tests/unit/streaming/test_native_sink.py tests/unit/test_runtimes.py \
@@ -34,7 +35,7 @@ define RUNTIME_RULES
 
 runtime-venv-$(1): .venv-spark-$(1)/.installed .pinpipe/jars-spark-$(1)/.installed
 
-runtime-test-$(1): runtime-venv-$(1) install
+runtime-test-$(1): runtime-venv-$(1) jars $$(NODE_STAMP)
 	PYTHONPATH=$$(CURDIR) .venv-spark-$(1)/bin/python -m pytest $$(RUNTIME_TESTS)
 endef
 
