@@ -23,7 +23,13 @@ from typing import Iterator
 import pyarrow as pa
 from pyarrow import fs
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
-from streaming.pyspark_compat import ReadAllAvailable, ReadLimit, ReadMaxFiles, SupportsTriggerAvailableNow
+from streaming.pyspark_compat import (
+    ReadAllAvailable,
+    ReadLimit,
+    ReadMaxFiles,
+    RemembersBatchStart,
+    SupportsTriggerAvailableNow,
+)
 
 from batch.archive import ArchiveLocation, parse_object_key
 from schemas.errors import OptionError
@@ -52,6 +58,7 @@ class ArchiveOptions:
     modified_after: dt.datetime | None
     modified_before: dt.datetime | None
     glob: str | None
+    available_now: bool = False  # Spark < 4.2: pinpipe's availableNow run (the listing at its start)
 
     @classmethod
     def parse(cls, options) -> "ArchiveOptions":
@@ -65,6 +72,7 @@ class ArchiveOptions:
             modified_after=_date(get("modifiedAfter"), "modifiedAfter"),
             modified_before=_date(get("modifiedBefore"), "modifiedBefore"),
             glob=get("pathGlobFilter") or None,
+            available_now=bool(get("availableNowUntil")),
         )
 
 
@@ -165,7 +173,7 @@ class ArchiveFile(InputPartition):
     options: ArchiveOptions
 
 
-class ArchiveStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+class ArchiveStreamReader(RemembersBatchStart, DataSourceStreamReader, SupportsTriggerAvailableNow):
     def __init__(self, options: ArchiveOptions) -> None:
         self.options = options
         self._snapshot: list[ArchiveObject] | None = None
@@ -188,15 +196,21 @@ class ArchiveStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def _new(objects: list[ArchiveObject], start: dict) -> list[ArchiveObject]:
         return [o for o in objects if o.stream not in start or o.name > start[o.stream]]
 
-    def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
+    def latestOffset(self, start: dict | None = None, limit: ReadLimit | None = None) -> dict:
+        # Spark < 4.2 passes neither (and never prepares availableNow): see streaming.pyspark_compat.
+        start = self.batch_start(start)
+        if self.options.available_now and self._snapshot is None:
+            self.prepareForTriggerAvailableNow()
+        limit = self.getDefaultReadLimit() if limit is None else limit
         max_files = limit.max_files if isinstance(limit, ReadMaxFiles) else None
         chosen = take_in_order(self._new(self._objects(), start), max_files, self.options.max_bytes_per_trigger)
         end = dict(start)
         for obj in chosen:
             end[obj.stream] = max(end.get(obj.stream, ""), obj.name)
-        return end
+        return self.planned(end)
 
     def partitions(self, start: dict, end: dict) -> list[ArchiveFile]:
+        self.planned(end)
         return [ArchiveFile(o, self.options) for o in self._new(self._objects(), start)
                 if o.stream in end and o.name <= end[o.stream]]
 

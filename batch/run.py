@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 
 from batch.envelope import archive_envelope
 from streaming.delta_sink import TableSink
-from streaming.job import Trigger, await_queries, start_table_query
+from streaming.job import Trigger, await_queries, python_source_available_now, start_table_query
 from streaming.options import set_options
 
 ARCHIVE_SOURCE = "pinpipe-archive"
@@ -44,11 +44,12 @@ def run_batch(spark: SparkSession, archive_options: dict[str, str | None], check
               make_sink: Callable[[str], TableSink], backfill: Backfill = Backfill()) -> None:
     """Process the archive (options of the ``pinpipe-archive`` source) into the tables, then return."""
     query_name = "backfill" if backfill else "batch"
-    raw = spark.readStream.format(ARCHIVE_SOURCE).options(**set_options({**archive_options, **backfill.options()}))
+    options, trigger = python_source_available_now({**archive_options, **backfill.options()}, Trigger(available_now=True))
+    raw = spark.readStream.format(ARCHIVE_SOURCE).options(**set_options(options))
     run_checkpoint = f"{checkpoint.rstrip('/').rsplit('/', 1)[0]}/backfill-{uuid.uuid4().hex}" if backfill else checkpoint
     try:
         query = start_table_query(archive_envelope(raw.load()), query_name, run_checkpoint, make_sink(query_name),
-                                  Trigger(available_now=True))
+                                  trigger)
         await_queries([query])
     finally:
         if backfill:

@@ -24,7 +24,7 @@ from pinpipe.settings import Settings
 from streaming.delta_sink import TableSink, make_sink
 from streaming.envelopes import kafka_envelope, kinesis_envelope
 from streaming.initial_offsets import OPTION as INITIAL_OFFSETS, initial_offsets_path
-from streaming.job import Trigger, start_query, start_table_query, supervise_queries
+from streaming.job import Trigger, python_source_available_now, start_query, start_table_query, supervise_queries
 from streaming.options import set_options
 from streaming.supervisor import RestartPolicy, Supervisor
 
@@ -87,8 +87,11 @@ def start_source_query(spark: SparkSession, settings: Settings, source: str, ava
     checkpoint = settings.checkpoint_path(source)
     # Spark's Kafka source keeps its initial offsets in the checkpoint itself; Kinesis' are pinned for it.
     pinned = {INITIAL_OFFSETS: initial_offsets_path(checkpoint, source)} if source == "kinesis" else {}
-    return start_table_query(envelope(read_source(spark, source, {**options(settings), **pinned})), source,
-                             checkpoint, sink_factory(spark, settings)(source), trigger(settings, available_now))
+    source_options, source_trigger = {**options(settings), **pinned}, trigger(settings, available_now)
+    if source != "kafka":  # Spark's own Kafka source has availableNow on every Spark
+        source_options, source_trigger = python_source_available_now(source_options, source_trigger)
+    return start_table_query(envelope(read_source(spark, source, source_options)), source,
+                             checkpoint, sink_factory(spark, settings)(source), source_trigger)
 
 
 def start_archive_query(spark: SparkSession, settings: Settings, available_now: bool) -> StreamingQuery:

@@ -21,6 +21,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from schemas.cleaning import route
 from streaming.delta_sink import TableSink
+from streaming.pyspark_compat import AVAILABLE_NOW_UNTIL, READER_ADMISSION_CONTROL
 from streaming.supervisor import RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,20 @@ log = logging.getLogger(__name__)
 class Trigger:
     available_now: bool = False
     interval: str = "10 seconds"  # processing-time trigger when not available_now
+    # Stop once a trigger finds nothing new (a Python source's availableNow on Spark < 4.2; the source's
+    # availableNowUntil option fixes where the run ends).
+    drain_then_stop: bool = False
+
+
+def python_source_available_now(options: dict, trigger: Trigger) -> tuple[dict, Trigger]:
+    """The options and trigger of a Python source's query (Kinesis, the archive).
+
+    On Spark < 4.2 such a source has no availableNow hooks and Spark would run one unbounded batch:
+    pinpipe runs it instead, back-to-back bounded batches up to what was there when the run began.
+    """
+    if not trigger.available_now or READER_ADMISSION_CONTROL:
+        return options, trigger
+    return {**options, AVAILABLE_NOW_UNTIL: repr(time.time())}, Trigger(interval="0 seconds", drain_then_stop=True)
 
 
 def start_query(stream: DataFrame, name: str, checkpoint: str, write_batch: Callable[[DataFrame, int], None],
@@ -40,8 +55,19 @@ def start_query(stream: DataFrame, name: str, checkpoint: str, write_batch: Call
         processingTime=trigger.interval)
     query = writer.start()
     wait_for_sources(query)
+    if trigger.drain_then_stop:
+        threading.Thread(target=drain_then_stop, args=(query,), name=f"{name}-available-now", daemon=True).start()
     log.info("query %s started (id %s, checkpoint %s)", name, query.id, checkpoint)
     return query
+
+
+def drain_then_stop(query: StreamingQuery) -> None:
+    """Stop ``query`` once a trigger has found nothing new; a failed query is left to whoever awaits it."""
+    try:
+        query.processAllAvailable()
+    except Exception:  # noqa: BLE001 - the query's exception() says what failed
+        return
+    query.stop()
 
 
 STARTING = ("Initializing StreamExecution", "Initializing sources")  # a query's status messages before its sources exist

@@ -46,3 +46,27 @@ else:
     class SupportsTriggerAvailableNow(ABC):  # noqa: B024 - a marker here: Spark < 4.2 never calls it
         def prepareForTriggerAvailableNow(self) -> None:
             raise NotImplementedError
+
+
+# Option of the Python sources: the epoch seconds at which an availableNow run began, set by pinpipe on
+# Spark < 4.2 (where Spark never calls prepareForTriggerAvailableNow); the run ends at what was there then.
+AVAILABLE_NOW_UNTIL = "availableNowUntil"
+
+
+class RemembersBatchStart:
+    """Spark < 4.2 calls ``latestOffset()`` without the batch's start: the reader keeps where the next
+    batch starts (the initial offset, then the end of every batch Spark plans, replays or has committed,
+    which a restart announces as ``partitions(end, end)``). On 4.2+ Spark passes the start itself."""
+
+    _next_start: dict | None = None
+
+    def batch_start(self, start: dict | None) -> dict:
+        if start is not None:
+            return start
+        if self._next_start is None:
+            self._next_start = self.initialOffset()
+        return self._next_start
+
+    def planned(self, end: dict) -> dict:
+        self._next_start = end
+        return end

@@ -13,8 +13,11 @@
 PYTHON ?= python3
 RUNTIMES := 4.0 4.1
 RUNTIME_TESTS ?= tests/unit/schemas tests/unit/streaming/test_native_sink.py tests/unit/test_runtimes.py \
+  tests/unit/test_python_sources_before_spark_4_2.py tests/unit/streaming/kinesis/test_reader.py \
   "tests/integration/test_pipeline.py::test_posts_land_once_cleaned_and_bad_records_are_quarantined" \
-  "tests/integration/test_kinesis_pipeline.py::test_kinesis_posts_land_once_and_a_malformed_record_is_quarantined_with_its_coordinates"
+  "tests/integration/test_kinesis_pipeline.py::test_kinesis_posts_land_once_and_a_malformed_record_is_quarantined_with_its_coordinates" \
+  "tests/integration/test_kinesis_pipeline.py::test_one_process_runs_kafka_and_kinesis_together_and_available_now_drains_both" \
+  "tests/integration/test_batch.py::test_a_hand_made_archive_lands_like_the_stream_and_only_new_files_are_processed"
 
 .PHONY: $(foreach line,$(RUNTIMES),runtime-venv-$(line) runtime-test-$(line))
 

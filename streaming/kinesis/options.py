@@ -36,6 +36,7 @@ class KinesisOptions:
     role_external_id: str | None = None
     sts_endpoint: str | None = None
     initial_offsets_path: str | None = None
+    available_now_until: float | None = None  # Spark < 4.2: pinpipe's availableNow run began then
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> "KinesisOptions":
@@ -61,6 +62,7 @@ class KinesisOptions:
             access_key=get("awsAccessKey") or None,
             secret_key=get("awsSecretKey") or None,
             initial_offsets_path=get("initialOffsetsPath") or None,
+            available_now_until=float(get("availableNowUntil")) if get("availableNowUntil") else None,
         )
 
 

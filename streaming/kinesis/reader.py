@@ -40,7 +40,13 @@ from typing import Iterator
 
 import pyarrow as pa
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
-from streaming.pyspark_compat import ReadAllAvailable, ReadLimit, ReadMaxRows, SupportsTriggerAvailableNow
+from streaming.pyspark_compat import (
+    ReadAllAvailable,
+    ReadLimit,
+    ReadMaxRows,
+    RemembersBatchStart,
+    SupportsTriggerAvailableNow,
+)
 
 from streaming import initial_offsets
 from streaming.kinesis import shards
@@ -79,13 +85,13 @@ class KinesisRange(InputPartition):
     rows: pa.RecordBatch | None = None  # the records the driver already fetched (None after a restart)
 
 
-class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+class KinesisStreamReader(RemembersBatchStart, DataSourceStreamReader, SupportsTriggerAvailableNow):
     def __init__(self, options: KinesisOptions) -> None:
         self.options = options
         self._client = None
         self._fetched: dict[tuple[str, str, str], tuple[dict, pa.RecordBatch]] = {}
         self._readers: dict[tuple[str, str], ShardReader] = {}
-        self._available_now_until: float | None = None
+        self._available_now_until: float | None = options.available_now_until
         self._available_now_ends: dict[tuple[str, str], dict] = {}  # where a shard's availableNow run ends
         self.lag: dict[str, dict[str, int | None]] = {}
         self.read_ahead = ReadAhead(self._read, depth=READ_AHEAD_CHUNKS)
@@ -151,14 +157,16 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         share = max(1, shard_count)
         return Budget(rows=max(1, rows // share), bytes=max(1, self.options.max_bytes_per_trigger // share))
 
-    def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
+    def latestOffset(self, start: dict | None = None, limit: ReadLimit | None = None) -> dict:
+        # Spark < 4.2 passes neither: the batch starts where the last one ended, bounded by the options.
+        start = self.batch_start(start)
         plans = {stream: self._plan(stream, start.get(stream, {})) for stream in self.options.streams}
         end = {stream: dict(known) for stream, (known, _) in plans.items()}
         readable = [(stream, shard) for stream, (_, ready) in plans.items() for shard in ready
                     if self._available_now_ends.get((stream, shard)) != end[stream][shard]]
-        per_shard = self._budget(limit, len(readable))
+        per_shard = self._budget(self.getDefaultReadLimit() if limit is None else limit, len(readable))
         if not readable:
-            return end
+            return self.planned(end)
 
         futures = [((stream, shard), self.read_ahead.fetch(stream, shard, end[stream][shard], per_shard))
                    for stream, shard in readable]
@@ -178,7 +186,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 self._fetched[(stream, shard, json.dumps(begin, sort_keys=True))] = (position, to_arrow(result.rows))
                 if not result.closed and not result.cut:
                     self.read_ahead.chain(stream, shard, result.position, per_shard)
-        return end
+        return self.planned(end)
 
     def _read(self, stream: str, shard: str, position: dict, budget: Budget) -> ShardRead:
         reader = self._readers.setdefault((stream, shard), ShardReader(self.client, self.options, stream, shard))
@@ -188,6 +196,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return {"millisBehindLatest": self.lag} if self.lag else None
 
     def partitions(self, start: dict, end: dict) -> list[KinesisRange]:
+        self.planned(end)
         ranges = []
         for stream, shard_ends in end.items():
             for shard, stop in shard_ends.items():

@@ -10,27 +10,35 @@ import uuid
 from collections import defaultdict
 
 import pytest
-from pyspark.sql.streaming.datasource import ReadMaxRows
+from streaming.pyspark_compat import ReadMaxRows
 
 from streaming.kinesis.data_loss import KinesisDataLossError
 from streaming.kinesis.options import KinesisOptions
 from streaming.kinesis.reader import READ_AHEAD_CHUNKS, KinesisStreamReader
 from streaming.kinesis.shard_reader import KinesisStreamNotFoundError
+from streaming.job import Trigger, python_source_available_now, start_query
 from tests.helpers import kinesis_client_for, make_stream, put_records
 
 pytestmark = pytest.mark.integration
 
 
-def run_query(spark, endpoint, stream, checkpoint, **options):
+def run_query(spark, endpoint, stream, checkpoint, on_batch=None, **options):
+    """An availableNow run as pinpipe starts it (Spark's trigger on 4.2+, pinpipe's on 4.0/4.1): its batches' rows."""
     batches = []
-    reader = (spark.readStream.format("pinpipe-kinesis").option("streamName", stream).option("endpointUrl", endpoint)
-              .option("awsAccessKey", "local").option("awsSecretKey", "local").option("shardFetchInterval", "0ms"))
-    for key, value in {"initialPosition": "trim_horizon", **options}.items():
-        reader = reader.option(key, value)
-    query = (reader.load().writeStream.foreachBatch(lambda df, i: batches.append([r.asDict() for r in df.collect()]))
-             .trigger(availableNow=True).option("checkpointLocation", str(checkpoint)).start())
+
+    def collect(df, batch_id):
+        batches.append([r.asDict() for r in df.collect()])
+        if on_batch:
+            on_batch(batch_id)
+
+    options, trigger = python_source_available_now(
+        {"streamName": stream, "endpointUrl": endpoint, "awsAccessKey": "local", "awsSecretKey": "local",
+         "shardFetchInterval": "0ms", "initialPosition": "trim_horizon", **options}, Trigger(available_now=True))
+    query = start_query(spark.readStream.format("pinpipe-kinesis").options(**options).load(),
+                        f"kinesis_{uuid.uuid4().hex[:8]}", str(checkpoint), collect, trigger)
     query.awaitTermination(300)
     assert query.exception() is None, query.exception()
+    assert not query.isActive, "the availableNow run did not end"
     return batches
 
 
@@ -96,6 +104,24 @@ def test_row_cap_and_restart_resume_exactly_after_the_last_record(spark, kinesis
     assert values_of(run_query(spark, kinesis_endpoint, stream, tmp_path / "cp")) == []
 
 
+def test_an_available_now_run_ends_where_it_began_in_bounded_batches(spark, kinesis_endpoint, tmp_path):
+    """Records put while the run goes are the next run's, on every Spark of the matrix."""
+    client = kinesis_client_for(kinesis_endpoint)
+    stream = make_stream(client, shards=2)
+    put_records(client, stream, [f"early{i}" for i in range(300)])
+
+    def put_late(batch_id):
+        if batch_id == 0:
+            time.sleep(1.1)  # arrival times are in ms; the run began before this batch
+            put_records(client, stream, [f"late{i}" for i in range(50)])
+
+    batches = run_query(spark, kinesis_endpoint, stream, tmp_path / "cp", on_batch=put_late, maxRecordsPerTrigger="100")
+    assert sorted(values_of(batches)) == sorted(f"early{i}" for i in range(300))
+    assert max(len(b) for b in batches) <= 100 and len([b for b in batches if b]) >= 3
+    assert sorted(values_of(run_query(spark, kinesis_endpoint, stream, tmp_path / "cp"))) == sorted(
+        f"late{i}" for i in range(50))
+
+
 def test_initial_positions(spark, kinesis_endpoint, tmp_path):
     client = kinesis_client_for(kinesis_endpoint)
     stream = make_stream(client, shards=2)
@@ -141,7 +167,7 @@ def test_a_replayed_batch_rereads_exactly_its_range(kinesis_endpoint):
     options = capped_options(kinesis_endpoint, stream, cap=10)
     reader = KinesisStreamReader(options)
     start = reader.initialOffset()
-    from pyspark.sql.streaming.datasource import ReadMaxRows
+    from streaming.pyspark_compat import ReadMaxRows
 
     middle = reader.latestOffset(start, ReadMaxRows(10))
     end = reader.latestOffset(middle, ReadMaxRows(10))
@@ -156,7 +182,7 @@ def test_a_replayed_batch_rereads_exactly_its_range(kinesis_endpoint):
 
 
 def test_read_ahead_keeps_reading_within_its_bound_and_hands_over_every_record(kinesis_endpoint):
-    from pyspark.sql.streaming.datasource import ReadMaxRows
+    from streaming.pyspark_compat import ReadMaxRows
 
     stream = one_shard_stream(kinesis_endpoint, [f"c{i}" for i in range(100)])
     options = capped_options(kinesis_endpoint, stream, cap=10)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
+from streaming.pyspark_compat import ReadAllAvailable, ReadMaxRows
 
 from streaming.kinesis.options import KinesisOptions
 from streaming.kinesis.reader import KinesisStreamReader
