@@ -8,7 +8,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := deploy/local/node_modules/.installed
 DEMO_POSTS ?= 5000
 
-.PHONY: install jars system-packages airflow-venv package demo test test-unit bench clean
+.PHONY: install jars system-packages airflow-venv package demo test test-unit test-delta-spark bench clean
 
 $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -83,12 +83,20 @@ demo: install
 	$(PINPIPE) report --out demo-lake/report.html; \
 	echo "metrics: pinpipe stream serves http://127.0.0.1:9108/metrics while it runs; Prometheus (alerts, graphs): $$($(PINPIPE) local status | grep prometheus)"; \
 	echo "raw archive: $$(find demo-lake/raw -name '*.json' | wc -l) objects under demo-lake/raw/topics"; \
-	echo "batch path over the raw archive, into a lake of its own:"; \
-	PINPIPE_LAKE=demo-lake/batch PINPIPE_ARCHIVE=demo-lake/raw $(PINPIPE) batch; \
-	PINPIPE_LAKE=demo-lake/batch $(PINPIPE) show --rows 0
+	echo "batch path over the raw archive, into the same tables (it fills in what the streams lack):"; \
+	$(PINPIPE) batch; \
+	$(PINPIPE) show --rows 0
 
+# Every test with the default writer (`auto`: delta-rs on a local master), then the table tests again with
+# delta-spark, the writer of every cluster: exactly-once under SIGKILL, Kafka + Kinesis at once, stream +
+# backfill + maintain, quarantine, newest-wins. Both runs always run; either failing fails the target.
 test: install $(AIRFLOW_STAMP) $(SYSTEM_STAMP)
-	$(PY) -m pytest
+	status=0; $(PY) -m pytest || status=$$?; \
+	$(MAKE) --no-print-directory test-delta-spark || status=$$?; \
+	exit $$status
+
+test-delta-spark: install
+	PINPIPE_SINK=delta-spark $(PY) -m pytest -m tables tests/integration
 
 test-unit: install
 	$(PY) -m pytest tests/unit

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
+import threading
+import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from pinpipe import local
 
 DATA_DIR = Path(__file__).parent / "data"
 SCRATCH = pytest.StashKey[Path]()
+EXIT_STATUS = pytest.StashKey[int]()
 
 
 def pytest_configure(config) -> None:
@@ -25,9 +30,37 @@ def pytest_configure(config) -> None:
     os.environ["JAVA_TOOL_OPTIONS"] = f"{os.environ.get('JAVA_TOOL_OPTIONS', '')} -Djava.io.tmpdir={scratch}".strip()
 
 
+def pytest_sessionfinish(session, exitstatus) -> None:
+    session.config.stash[EXIT_STATUS] = int(exitstatus)
+
+
 def pytest_unconfigure(config) -> None:
     if SCRATCH in config.stash:
         shutil.rmtree(config.stash[SCRATCH], ignore_errors=True)
+    exit_when_only_stray_threads_remain(config.stash.get(EXIT_STATUS, 1))
+
+
+def exit_when_only_stray_threads_remain(status: int, grace_seconds: float = 60) -> None:
+    """A thread a failed test left running would keep the interpreter from exiting (CI then times out with
+    nothing to read): name it and its stack, then exit with the session's own status."""
+    deadline = time.monotonic() + grace_seconds
+    while True:
+        stray = [t for t in threading.enumerate()
+                 if t is not threading.main_thread() and not t.daemon and t.is_alive()
+                 and not t.name.startswith("ThreadPoolExecutor")]  # idle pool workers end at exit
+        if not stray:
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    frames = sys._current_frames()
+    print(f"\n{len(stray)} thread(s) left running by a test; exiting with the session's status {status}:",
+          file=sys.__stderr__)
+    for thread in stray:
+        print(f"--- {thread.name}\n{''.join(traceback.format_stack(frames.get(thread.ident)))}", file=sys.__stderr__)
+    sys.__stdout__.flush()
+    sys.__stderr__.flush()
+    os._exit(status)
 
 
 @pytest.fixture(scope="session")

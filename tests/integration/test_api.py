@@ -336,7 +336,7 @@ def test_a_frozen_then_stopped_broker_gives_5xx_and_nothing_acknowledged_is_lost
 
         config = {"bootstrap.servers": broker.endpoint, "batch.num.messages": "1"}
         with running_api(ApiSettings(produce_timeout=3), config) as url:
-            poster = threading.Thread(target=post_continuously, args=(url,))
+            poster = threading.Thread(target=post_continuously, args=(url,), daemon=True)
             poster.start()
             try:
                 while len(acknowledged) < 500:

@@ -65,7 +65,7 @@ def test_maintain_while_the_stream_commits_loses_nothing_and_the_stream_goes_on(
     try:
         wait_until(lambda: landed(settings, sent), 600, "the first chunks", query)
         # Producing on while maintenance runs, so that stream commits race maintenance commits.
-        producer = threading.Thread(target=lambda: [send(c) or time.sleep(1) for c in chunks[4:8]])
+        producer = threading.Thread(target=lambda: [send(c) or time.sleep(1) for c in chunks[4:8]], daemon=True)
         before_window = version(settings)
         producer.start()
         reports = [maintain_lake(settings.lake, SETTINGS, retention_hours=1, spark=spark)]
@@ -144,21 +144,22 @@ def test_pinpipe_maintain_completes_while_a_3000_records_per_second_stream_runs_
     settings = fresh_settings(kafka_broker, tmp_path / "lake", trigger_interval="1 second")
     warm = list(generate(300, seed=41, dirt=Dirt(misrouted_rate=0.01)))
     produce(warm, **kafka_target_args(settings), progress=False)
-    query = start_source_query(spark, settings, "kafka", available_now=False)
+    query, stop = start_source_query(spark, settings, "kafka", available_now=False), threading.Event()
     try:
         wait_until(lambda: landed(settings, warm), 600, "the first posts", query)
         # The soak's dirt: repeats of recent posts, which the stream MERGEs as updates of rows maintenance compacts.
         # Records flow at 3,000/s until a maintenance pass has begun and ended inside the stream.
-        began, ended, fast, stop = [], [], [], threading.Event()
+        began, ended, fast = [], [], []
 
         def send_at_rate() -> None:
             endless = generate(None, seed=42, dirt=Dirt(repeat_rate=0.15, misrouted_rate=0.01), first_ind=1_000)
             produce(paced(endless, RATE, began, stop, fast), **kafka_target_args(settings), progress=False)
             ended.append(time.monotonic())
 
-        producer = threading.Thread(target=send_at_rate)
+        producer = threading.Thread(target=send_at_rate, daemon=True)
         producer.start()
         while not began:
+            assert producer.is_alive(), "the producer failed before its first record"
             time.sleep(0.05)
         time.sleep(3)  # the stream is committing at full rate when maintenance starts
         maintain_began, batch_before = time.monotonic(), (query.lastProgress or {}).get("batchId", -1)
@@ -184,6 +185,7 @@ def test_pinpipe_maintain_completes_while_a_3000_records_per_second_stream_runs_
         assert len(fast) / produced_for >= 0.9 * RATE, f"the producer only reached {len(fast) / produced_for:.0f}/s"
         wait_until(lambda: landed(settings, warm + fast), 900, "every record of the stream", query)
     finally:
+        stop.set()  # a failed step must not leave the producer sending
         query.stop()
     assert_lake_matches(settings, warm + fast, extra_bad=0)  # nothing lost, one row per ind, the newest values
     assert_each_batch_committed_once(settings.lake)

@@ -150,18 +150,22 @@ def test_maintenance_racing_the_sinks_merges_loses_nothing_and_duplicates_nothin
         while not stop.is_set():
             reports.append(maintain_lake(str(tmp_path), SETTINGS, retention_hours=1, checkpoints=False))
 
-    for batch in range(60):
-        if batch == 1:  # the table exists: start racing
-            racer = threading.Thread(target=maintain_until_stopped)
-            racer.start()
-        # Every third batch also re-sends the previous batch's last five posts (an update); the others only
-        # insert, leaving small files to compact.
-        resent = list(range(max(0, batch * 10 - 5), batch * 10)) if batch % 3 == 0 else []
-        inds = list(range(batch * 10, batch * 10 + 10)) + resent
-        rows = pa.table({"ind": inds, "user_name": [f"b{batch}"] * len(inds), "_order_key": [f"{batch:04d}"] * len(inds)})
-        sink._write_table("user", rows, sink.app_id, batch)
-    stop.set()
-    racer.join()
+    racer = threading.Thread(target=maintain_until_stopped, name="maintenance-racer", daemon=True)
+    try:
+        for batch in range(60):
+            if batch == 1:  # the table exists: start racing
+                racer.start()
+            # Every third batch also re-sends the previous batch's last five posts (an update); the others only
+            # insert, leaving small files to compact.
+            resent = list(range(max(0, batch * 10 - 5), batch * 10)) if batch % 3 == 0 else []
+            inds = list(range(batch * 10, batch * 10 + 10)) + resent
+            rows = pa.table({"ind": inds, "user_name": [f"b{batch}"] * len(inds),
+                             "_order_key": [f"{batch:04d}"] * len(inds)})
+            sink._write_table("user", rows, sink.app_id, batch)
+    finally:  # a failed write must not leave the racer maintaining forever
+        stop.set()
+        if racer.is_alive():
+            racer.join(120)
     assert all(r.ok for r in reports), [r.text() for r in reports if not r.ok]
     assert sum(t.files_compacted for r in reports for t in r.tables) > 0
     rows = read_delta(str(tmp_path / "user")).to_pylist()
