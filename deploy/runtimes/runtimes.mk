@@ -17,7 +17,9 @@ RUNTIME_TESTS ?= tests/unit/schemas tests/unit/streaming/test_native_sink.py tes
   "tests/integration/test_pipeline.py::test_posts_land_once_cleaned_and_bad_records_are_quarantined" \
   "tests/integration/test_kinesis_pipeline.py::test_kinesis_posts_land_once_and_a_malformed_record_is_quarantined_with_its_coordinates" \
   "tests/integration/test_kinesis_pipeline.py::test_one_process_runs_kafka_and_kinesis_together_and_available_now_drains_both" \
-  "tests/integration/test_batch.py::test_a_hand_made_archive_lands_like_the_stream_and_only_new_files_are_processed"
+  "tests/integration/test_batch.py::test_a_hand_made_archive_lands_like_the_stream_and_only_new_files_are_processed" \
+  "tests/integration/test_kinesis_source.py::test_an_available_now_run_ends_where_it_began_in_bounded_batches" \
+  "tests/integration/test_kinesis_source.py::test_row_cap_and_restart_resume_exactly_after_the_last_record"
 
 .PHONY: $(foreach line,$(RUNTIMES),runtime-venv-$(line) runtime-test-$(line))
 
