@@ -19,7 +19,7 @@ from pinpipe.pipeline import run_stream
 from pinpipe.wiring import streams, topics
 from tests.helpers import assert_each_batch_committed_once, fresh_settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.tables]  # tables: run with delta-spark too
+pytestmark = [pytest.mark.integration, pytest.mark.tables]  # tables: run with delta-spark (make test)
 
 USER = {"first_name": "Ada", "last_name": "Byron", "age": 36, "date_joined": "2016-01-02 03:04:05"}
 

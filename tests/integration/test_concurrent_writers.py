@@ -22,7 +22,7 @@ from pinpipe.wiring import kafka_target_args
 from streaming.supervisor import RestartPolicy
 from tests.helpers import assert_each_batch_committed_once, assert_lake_matches, delta_commits, fresh_settings, lake_matches, read_rows
 
-pytestmark = [pytest.mark.integration, pytest.mark.tables]  # tables: run with delta-spark too
+pytestmark = [pytest.mark.integration, pytest.mark.tables, pytest.mark.both_writers]  # both writers (make test)
 
 PLAIN = Dirt(repeat_rate=0, misrouted_rate=0)
 

@@ -19,7 +19,7 @@ from tests.helpers import (
     assert_each_batch_committed_once, assert_lake_matches, batch_commits, delta_commits, expected_tables, fresh_settings, kill_when, read_rows, run_to_the_end,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.tables]  # tables: run with delta-spark too
+pytestmark = [pytest.mark.integration, pytest.mark.tables]  # tables: run with delta-spark (make test)
 
 def table_versions(settings) -> dict[str, int]:
     from deltalake import DeltaTable
@@ -73,6 +73,7 @@ def _job_env(settings) -> dict[str, str]:
     }
 
 
+@pytest.mark.both_writers
 def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(kafka_broker, tmp_path):
     settings = fresh_settings(kafka_broker, tmp_path / "lake")
     messages = list(generate(600, seed=11, dirt=Dirt(repeat_rate=0.1, misrouted_rate=0.05)))

@@ -86,7 +86,7 @@ def test_the_sink_keeps_committing_exactly_once_after_maintenance(tmp_path):
     """The app transactions survive compaction and checkpointing: a replayed batch is still skipped."""
     sink = DeltaRsSink(str(tmp_path), "q")
     sink.bind("id")
-    rows = pa.table({"ind": [1], "user_name": ["a"], "_order_key": ["k1"]})
+    rows = pa.table({"ind": [1], "user_name": ["a"], "_order_key": ["k1"], "_source_system": ["kafka"]})
     for batch in range(5):
         sink._write_table("user", rows.set_column(0, "ind", pa.array([batch])), sink.app_id, batch)
     maintain_lake(str(tmp_path), SETTINGS, retention_hours=1)
@@ -160,7 +160,7 @@ def test_maintenance_racing_the_sinks_merges_loses_nothing_and_duplicates_nothin
             resent = list(range(max(0, batch * 10 - 5), batch * 10)) if batch % 3 == 0 else []
             inds = list(range(batch * 10, batch * 10 + 10)) + resent
             rows = pa.table({"ind": inds, "user_name": [f"b{batch}"] * len(inds),
-                             "_order_key": [f"{batch:04d}"] * len(inds)})
+                             "_order_key": [f"{batch:04d}"] * len(inds), "_source_system": ["kafka"] * len(inds)})
             sink._write_table("user", rows, sink.app_id, batch)
     finally:  # a failed write must not leave the racer maintaining forever
         stop.set()
@@ -182,7 +182,8 @@ def test_the_cli_maintains_the_settings_lake_and_refuses_a_retention_below_the_f
     import sys
 
     many_small_commits(tmp_path, commits=5)
-    env = {**os.environ, "PINPIPE_LAKE": str(tmp_path), "PINPIPE_MAINTENANCE__MIN_RETENTION_HOURS": "1"}
+    env = {**os.environ, "PINPIPE_LAKE": str(tmp_path), "PINPIPE_MAINTENANCE__MIN_RETENTION_HOURS": "1",
+           "PINPIPE_MAINTENANCE__COMPACT_MIN_AGE_SECONDS": "0"}  # the files were just written
     command = [sys.executable, "-m", "pinpipe.cli", "maintain"]
     done = subprocess.run(command + ["--retention-hours", "1"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
