@@ -44,15 +44,11 @@ def exit_when_only_stray_threads_remain(status: int, grace_seconds: float = 60) 
     """A thread a failed test left running would keep the interpreter from exiting (CI then times out with
     nothing to read): name it and its stack, then exit with the session's own status."""
     deadline = time.monotonic() + grace_seconds
-    while True:
-        stray = [t for t in threading.enumerate()
-                 if t is not threading.main_thread() and not t.daemon and t.is_alive()
-                 and not t.name.startswith("ThreadPoolExecutor")]  # idle pool workers end at exit
-        if not stray:
-            return
-        if time.monotonic() > deadline:
-            break
-        time.sleep(1)
+    for thread in stray_threads():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stray = stray_threads()
+    if not stray:
+        return
     frames = sys._current_frames()
     print(f"\n{len(stray)} thread(s) left running by a test; exiting with the session's status {status}:",
           file=sys.__stderr__)
@@ -61,6 +57,12 @@ def exit_when_only_stray_threads_remain(status: int, grace_seconds: float = 60) 
     sys.__stdout__.flush()
     sys.__stderr__.flush()
     os._exit(status)
+
+
+def stray_threads() -> list[threading.Thread]:
+    """Live non-daemon threads but the main one (idle pool workers end at exit by themselves)."""
+    return [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon
+            and t.is_alive() and not t.name.startswith("ThreadPoolExecutor")]
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from delta.tables import DeltaTable
 
 from emulator.generator import Dirt, generate
 from emulator.kafka_target import produce
@@ -59,8 +60,6 @@ def test_stream_and_backfill_commit_together_and_the_newest_record_wins(spark, k
     assert_lake_matches(settings, first, extra_bad=0)
     # Every other row is lost from the tables (the reason for a backfill): the backfill brings their archived
     # versions back, while the stream brings newer versions of the same rows.
-    from delta.tables import DeltaTable
-
     for table in ("pin", "geo", "user"):
         DeltaTable.forPath(spark, str(lake / table)).delete("ind % 2 = 0")
 
