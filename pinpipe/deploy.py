@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from pinpipe.jvm import spark_jars, spark_packages
+from pinpipe.jvm import line_pom, spark_jars, spark_packages
+from pinpipe.runtimes import DATABRICKS_18_LTS, EMR_8, EMR_RELEASES, ManagedRuntime
 from pinpipe.spark import DELTA_CONFS, DRIVER_JAVA_OPTIONS, spark_confs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -263,24 +264,25 @@ def settings_confs(plain: Mapping[str, str]) -> list[str]:
 PYTHON_API_JARS = ("delta-spark_",)  # jars with a Python package inside (delta-spark's `delta`)
 
 
-def jvm_package_args(local_jars: bool) -> list[str]:
+def jvm_package_args(local_jars: bool, spark_line: str | None = None) -> list[str]:
     """The job's JVM packages: the files ``make install`` resolved (``--jars``, shipped from here),
-    or their Maven coordinates for a cluster that resolves them itself (``--packages``, EMR).
+    or their Maven coordinates for a cluster that resolves them itself (``--packages``, EMR), of the
+    cluster's Spark line (default: the installed pyspark's).
 
     delta-spark's jar also carries its Python API (``delta.tables``). spark-submit puts ``--packages``
     jars on a Python job's path itself; shipped ``--jars`` need ``--py-files`` for that, or the driver
     cannot import ``delta`` and the job would fall back to delta-rs.
     """
     if not local_jars:
-        return ["--packages", ",".join(spark_packages())]
+        return ["--packages", ",".join(spark_packages(line_pom(spark_line) if spark_line else None))]
     jars = spark_jars()
     with_python = [jar for jar in jars if Path(jar).name.startswith(PYTHON_API_JARS)]
     return ["--jars", ",".join(jars), *(["--py-files", ",".join(with_python)] if with_python else [])]
 
 
-def job_options(local_jars: bool) -> list[str]:
+def job_options(local_jars: bool, spark_line: str | None = None) -> list[str]:
     """What every spark-submit of the job carries: the driver's JVM options, its JVM packages, its confs."""
-    options = ["--conf", f"spark.driver.extraJavaOptions={DRIVER_JAVA_OPTIONS}", *jvm_package_args(local_jars)]
+    options = ["--conf", f"spark.driver.extraJavaOptions={DRIVER_JAVA_OPTIONS}", *jvm_package_args(local_jars, spark_line)]
     for key, value in spark_confs().items():
         options += ["--conf", f"{key}={value}"]
     return options
@@ -288,14 +290,15 @@ def job_options(local_jars: bool) -> list[str]:
 
 def spark_submit_args(command: str, args: list[str], env_archive: str, entry: str, master: str = "yarn",
                       cluster_mode: bool = True, plain_settings: Mapping[str, str] | None = None,
-                      extra: list[str] = (), local_jars: bool = False, files_from: str = "local") -> list[str]:
+                      extra: list[str] = (), local_jars: bool = False, files_from: str = "local",
+                      spark_line: str | None = None) -> list[str]:
     """The spark-submit command line of a run on a cluster (without the binary).
 
     In cluster mode the Kafka TLS files travel with ``--files`` (see :func:`ship_tls_files`; ``files_from``);
     a client-mode driver runs here and reads them where they are.
     """
     options = ["--master", master, "--deploy-mode", "cluster" if cluster_mode else "client",
-               "--name", f"pinpipe-{command}", *job_options(local_jars)]
+               "--name", f"pinpipe-{command}", *job_options(local_jars, spark_line)]
     options += cluster_python_confs(env_archive, cluster_mode)
     if cluster_mode and plain_settings:
         files, plain_settings = ship_tls_files(plain_settings, files_from)
@@ -382,9 +385,29 @@ def submit_to_cluster(command: str, args: list[str], master: str, deploy_mode: s
 # ---------------------------------------------------------------- EMR on EC2 and EMR Serverless
 
 
+def emr_runtime(env: Mapping[str, str] = os.environ) -> ManagedRuntime:
+    """The EMR release the run targets (``PINPIPE_EMR_RELEASE``, default emr-spark-8.0.0): its Spark line
+    picks the ``--packages``. A release the support matrix has not tested is refused."""
+    release = env.get("PINPIPE_EMR_RELEASE") or EMR_8.key
+    if release not in EMR_RELEASES:
+        raise DeployError(f"PINPIPE_EMR_RELEASE={release!r} is not a tested release: use one of "
+                          f"{', '.join(sorted(EMR_RELEASES))} (deploy/runtimes/README.md)")
+    return EMR_RELEASES[release]
+
+
+def check_emr_release(release_label: str, where: str, env: Mapping[str, str] = os.environ) -> None:
+    """Refuse to submit to a cluster or application whose release is not the one the spec was built for."""
+    expected = emr_runtime(env).key
+    if release_label != expected:
+        raise DeployError(f"{where} runs {release_label}, the spec is for {expected} (Spark {emr_runtime(env).spark}): "
+                          f"set PINPIPE_EMR_RELEASE={release_label} if the matrix has it, or use an {expected} "
+                          "cluster/application")
+
+
 def emr_step(command: str, args: list[str], code_uri: str, env: Mapping[str, str] = os.environ,
              action_on_failure: str = "CONTINUE") -> dict:
-    """An EMR ``add-steps`` step: spark-submit in YARN cluster mode with the packed environment from S3.
+    """An EMR ``add-steps`` step: spark-submit in YARN cluster mode with the packed environment from S3,
+    and the JVM packages of the release's Spark line (:func:`emr_runtime`).
 
     ``code_uri``: the S3 prefix holding ``pinpipe-env.tar.gz`` and ``spark_entry.py`` (``upload``).
     """
@@ -393,7 +416,8 @@ def emr_step(command: str, args: list[str], code_uri: str, env: Mapping[str, str
                            "other secrets through the cluster's spark-env configuration")
     code_uri = code_uri.rstrip("/")
     submit = spark_submit_args(command, args, f"{code_uri}/{ENV_ARCHIVE_NAME}", f"{code_uri}/{ENTRY_NAME}",
-                               plain_settings=plain, files_from="uri")  # its spark-submit runs on the cluster
+                               plain_settings=plain, files_from="uri",  # its spark-submit runs on the cluster
+                               spark_line=emr_runtime(env).spark_line)
     return {"Name": f"pinpipe-{command}", "ActionOnFailure": action_on_failure,
             "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["spark-submit", *submit]}}
 
@@ -413,7 +437,7 @@ def emr_serverless_job_run(command: str, args: list[str], code_uri: str, applica
         "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON": CLUSTER_PYTHON,
         "spark.emr-serverless.driverEnv.PYSPARK_PYTHON": CLUSTER_PYTHON,
         "spark.executorEnv.PYSPARK_PYTHON": CLUSTER_PYTHON,
-        "spark.jars.packages": ",".join(spark_packages()),
+        "spark.jars.packages": ",".join(spark_packages(line_pom(emr_runtime(env).spark_line))),
         **spark_confs(),
     }
     for name, value in plain.items():
@@ -474,7 +498,7 @@ DATABRICKS_BUILT_IN = ("org.apache.spark:spark-sql-kafka", "io.delta:", "com.fas
 
 
 def databricks_run(command: str, args: list[str], wheel_uri: str, env: Mapping[str, str] = os.environ,
-                   secret_scope: str = "pinpipe", spark_version: str = "17.3.x-scala2.13",
+                   secret_scope: str = "pinpipe", spark_version: str = DATABRICKS_18_LTS.key,
                    node_type_id: str = "i3.xlarge", num_workers: int = 2) -> dict:
     """A Jobs API runs/submit payload: a python_wheel_task on a job cluster that carries the settings.
 
@@ -488,7 +512,8 @@ def databricks_run(command: str, args: list[str], wheel_uri: str, env: Mapping[s
             "python_wheel_task": {"package_name": "pinpipe", "entry_point": "pinpipe",
                                   "parameters": [command, *args]},
             # Databricks has Spark's Kafka source and Delta built in; the rest of the job's JVM packages come from Maven.
-            "libraries": [{"whl": wheel_uri}, *({"maven": {"coordinates": package}} for package in spark_packages()
+            "libraries": [{"whl": wheel_uri}, *({"maven": {"coordinates": package}}
+                                                for package in spark_packages(line_pom(DATABRICKS_18_LTS.spark_line))
                                                 if not package.startswith(DATABRICKS_BUILT_IN))],
             "new_cluster": {
                 "spark_version": spark_version,
@@ -550,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
             _require_shared_locations(env, options.what)
             spec = databricks_run(options.command, args, wheel_uri, env,
                                   secret_scope=env.get("PINPIPE_DATABRICKS_SECRET_SCOPE", "pinpipe"),
-                                  spark_version=env.get("PINPIPE_DATABRICKS_SPARK_VERSION", "17.3.x-scala2.13"),
+                                  spark_version=env.get("PINPIPE_DATABRICKS_SPARK_VERSION", DATABRICKS_18_LTS.key),
                                   node_type_id=env.get("PINPIPE_DATABRICKS_NODE_TYPE", "i3.xlarge"),
                                   num_workers=int(env.get("PINPIPE_DATABRICKS_WORKERS", "2")))
             if options.submit:
@@ -574,13 +599,22 @@ def main(argv: list[str] | None = None) -> int:
             if options.submit:
                 import boto3
 
-                upload(build_package(), code_uri)
+                # The target's release first: a spec built for another Spark line must not run.
                 if options.what == "emr-step":
                     cluster = _required(env, "PINPIPE_EMR_CLUSTER_ID", "the EMR cluster id (j-...)")
-                    answer = boto3.client("emr").add_job_flow_steps(JobFlowId=cluster, Steps=[spec])
+                    emr = boto3.client("emr")
+                    check_emr_release(emr.describe_cluster(ClusterId=cluster)["Cluster"]["ReleaseLabel"],
+                                      f"cluster {cluster}", env)
+                else:
+                    serverless = boto3.client("emr-serverless")
+                    application = serverless.get_application(applicationId=spec["applicationId"])["application"]
+                    check_emr_release(application["releaseLabel"], f"application {spec['applicationId']}", env)
+                upload(build_package(), code_uri)
+                if options.what == "emr-step":
+                    answer = emr.add_job_flow_steps(JobFlowId=cluster, Steps=[spec])
                     print(f"added step {answer['StepIds'][0]} to {cluster}", file=sys.stderr)
                 else:
-                    answer = boto3.client("emr-serverless").start_job_run(**spec)
+                    answer = serverless.start_job_run(**spec)
                     print(f"started job run {answer['jobRunId']}", file=sys.stderr)
         print(json.dumps(spec, indent=2))
         return 0

@@ -67,9 +67,21 @@ def runtime_line() -> str | None:
     return line if (RUNTIME_POMS / f"spark-{line}" / "pom.xml").exists() else None
 
 
+def line_pom(line: str) -> Path:
+    """The pom of Spark line ``4.0``/``4.1``/... (the newest line's is the default pom)."""
+    if line == spark_line(pom_properties()["spark.version"]):
+        return SPARK_POM
+    pom = RUNTIME_POMS / f"spark-{line}" / "pom.xml"
+    if not pom.exists():
+        raise MissingJarsError(f"no pom for Spark {line}: the support matrix has "
+                               f"{', '.join(sorted(p.parent.name for p in RUNTIME_POMS.glob('spark-*/pom.xml')))} "
+                               "and the default line")
+    return pom
+
+
 def spark_pom() -> Path:
     line = runtime_line()
-    return RUNTIME_POMS / f"spark-{line}" / "pom.xml" if line else SPARK_POM
+    return line_pom(line) if line else SPARK_POM
 
 
 def spark_jars_dir() -> Path:

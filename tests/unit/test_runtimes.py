@@ -137,3 +137,82 @@ def test_jars_of_another_spark_line_are_refused(monkeypatch, tmp_path):
         jvm.spark_jars(tmp_path)
     monkeypatch.setattr(jvm, "installed_pyspark", lambda: "4.2.0")
     assert jvm.spark_jars(tmp_path) == [str(tmp_path / "spark-sql-kafka-0-10_2.13-4.2.0.jar")]
+
+
+# ------------------------------------------------------------------ the launchers name the matrix's runtimes
+
+def test_each_managed_runtime_is_a_line_of_the_matrix_with_its_spark_and_delta():
+    from pinpipe.runtimes import DATABRICKS_18_LTS, EMR_8
+
+    assert pins(RUNTIMES / "spark-4.0.txt") == {"pyspark": EMR_8.spark, "delta-spark": EMR_8.delta}
+    assert pins(RUNTIMES / "spark-4.1.txt")["pyspark"] == DATABRICKS_18_LTS.spark
+    python = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    for runtime_python in ("3.11", "3.12", "3.13"):  # EMR 8: 3.11-3.13; Databricks 18 LTS: 3.12
+        major_minor = version(runtime_python)
+        low, high = re.fullmatch(r">=(\d+\.\d+),<(\d+\.\d+)", python).groups()
+        assert version(low) <= major_minor < version(high), f"requires-python {python} refuses Python {runtime_python}"
+
+
+ENV = {"PINPIPE_LAKE": "s3://b/lake", "PINPIPE_PREFIX": "prod"}
+
+
+def test_the_emr_specs_send_the_packages_of_emr_8s_spark_line():
+    from pinpipe import deploy
+
+    step = " ".join(deploy.emr_step("batch", [], "s3://b/code", ENV)["HadoopJarStep"]["Args"])
+    request = deploy.emr_serverless_job_run("stream", [], "s3://b/code", "00abc", "arn:aws:iam::1:role/p", ENV)
+    parameters = request["jobDriver"]["sparkSubmit"]["sparkSubmitParameters"]
+    for spec in (step, parameters):
+        assert "org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.2" in spec
+        assert "io.delta:delta-spark_2.13:4.0.0" in spec
+        assert jvm.pom_properties()["spark.version"] not in spec.replace("4.0.2", "")  # nothing of the default line
+    with pytest.raises(deploy.DeployError, match="emr-7.12.0.*not a tested release.*emr-spark-8.0.0"):
+        deploy.emr_step("batch", [], "s3://b/code", {**ENV, "PINPIPE_EMR_RELEASE": "emr-7.12.0"})
+
+
+def test_databricks_specs_name_runtime_18_lts_and_add_no_package_it_has_built_in():
+    import yaml
+
+    from pinpipe import deploy
+
+    run = deploy.databricks_run("batch", [], "/Volumes/m/p/p.whl", ENV)
+    cluster = run["tasks"][0]["new_cluster"]
+    assert cluster["spark_version"] == "18.x-scala2.13"
+    maven = [library["maven"]["coordinates"] for library in run["tasks"][0]["libraries"] if "maven" in library]
+    assert maven and not any(coordinate.startswith(deploy.DATABRICKS_BUILT_IN) for coordinate in maven)
+    bundle = yaml.safe_load((ROOT / "deploy" / "databricks" / "databricks.yml").read_text())
+    assert bundle["variables"]["spark_version"]["default"] == "18.x-scala2.13"
+    dag = (ROOT / "deploy" / "airflow" / "dags" / "pinpipe_batch.py").read_text()
+    assert "'pinpipe_databricks_spark_version', '18.x-scala2.13'" in dag
+
+
+@pytest.mark.parametrize("target", ["emr-step", "emr-serverless"])
+def test_a_submit_to_a_cluster_of_another_release_is_refused_before_anything_is_uploaded(target, monkeypatch, capsys):
+    moto = pytest.importorskip("moto")
+    import boto3
+
+    from pinpipe import deploy
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    uploads = []
+    monkeypatch.setattr(deploy, "upload", lambda *a, **k: uploads.append(a))
+    monkeypatch.setattr(deploy, "build_package", lambda *a, **k: None)
+    with moto.mock_aws():
+        if target == "emr-step":
+            cluster = boto3.client("emr").run_job_flow(
+                Name="old", ReleaseLabel="emr-7.12.0", Instances={"InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True,
+                                                                 "MasterInstanceType": "m5.xlarge"},
+                JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole")["JobFlowId"]
+            monkeypatch.setenv("PINPIPE_EMR_CLUSTER_ID", cluster)
+        else:
+            application = boto3.client("emr-serverless").create_application(
+                name="old", releaseLabel="emr-7.12.0", type="SPARK")["applicationId"]
+            monkeypatch.setenv("PINPIPE_EMR_APPLICATION_ID", application)
+            monkeypatch.setenv("PINPIPE_EMR_EXECUTION_ROLE_ARN", "arn:aws:iam::123456789012:role/p")
+        monkeypatch.setenv("PINPIPE_EMR_CODE_URI", "s3://b/code")
+        monkeypatch.setenv("PINPIPE_LAKE", "s3://b/lake")
+        assert deploy.main([target, "--submit", "batch"]) == 2
+    assert "runs emr-7.12.0, the spec is for emr-spark-8.0.0" in capsys.readouterr().err
+    assert uploads == []

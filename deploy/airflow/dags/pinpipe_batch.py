@@ -141,7 +141,7 @@ with DAG(
                 # This build of pinpipe, uploaded by the deployment: not a PyPI name anyone could take.
                 "libraries": [{"whl": "{{ var.value.get('pinpipe_databricks_wheel') }}"}],
                 "new_cluster": {
-                    "spark_version": "{{ var.value.get('pinpipe_databricks_spark_version', '17.3.x-scala2.13') }}",
+                    "spark_version": "{{ var.value.get('pinpipe_databricks_spark_version', '18.x-scala2.13') }}",
                     "node_type_id": "{{ var.value.get('pinpipe_databricks_node_type', 'i3.xlarge') }}",
                     "num_workers": 2,
                     "spark_conf": {"spark.sql.session.timeZone": "UTC"},
