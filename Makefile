@@ -94,6 +94,7 @@ demo: install
 test: install $(AIRFLOW_STAMP) $(SYSTEM_STAMP)
 	status=0; $(PY) -m pytest -m "not tables or both_writers" || status=$$?; \
 	$(MAKE) --no-print-directory test-delta-spark || status=$$?; \
+	for line in $(RUNTIMES); do $(MAKE) --no-print-directory runtime-test-$$line || status=$$?; done; \
 	exit $$status
 
 test-delta-spark: install
@@ -117,3 +118,6 @@ bench: install
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) deploy/local/node_modules demo-lake .pinpipe dist build
+
+# The support matrix's older Spark lines (EMR 8's 4.0, Databricks 18 LTS's 4.1): their venvs and subsets.
+include deploy/runtimes/runtimes.mk
