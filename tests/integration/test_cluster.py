@@ -1,8 +1,9 @@
 """The job on a real Spark standalone cluster whose workers cannot see the repository or its venv.
 
 `./spark-submit.sh` with `PINPIPE_SPARK_MASTER=spark://...` ships the packed environment
-(`make package`); the tables it lands must be those of local mode, with executors on both
-workers; a worker SIGKILLed mid-run is survived; and no secret leaks into a command line or a log.
+(`make package`); the tables it lands hold every record once with its cleaned values (the same
+oracle as the local-mode tests), with executors on both workers; a worker SIGKILLed mid-run is
+survived; and no secret leaks into a command line or a log.
 """
 
 from __future__ import annotations
@@ -25,14 +26,13 @@ from pinpipe.deploy import build_package
 from pinpipe.settings import Settings
 from pinpipe.wiring import kafka_target_args
 from schemas.contracts import TABLES
-from streaming.tables import read_delta
+from tests.helpers import assert_each_batch_committed_once, assert_lake_matches
 from tests.helpers.spark_cluster import ROOT, StandaloneCluster, cluster_unavailable_reason, shared_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 POSTS = 300
 SENTINEL = f"sentinel-secret-{uuid.uuid4().hex}"
-INGEST_TIMES = {"_ingested_at", "ingested_at"}
 RUN_TIMEOUT = 900  # 2 shared cores: a cluster run can take minutes while other Spark jobs run
 
 
@@ -93,18 +93,9 @@ def app_id(output: str) -> str:
     return match.group(1)
 
 
-def comparable(lake: Path, table: str) -> list[dict]:
-    data = read_delta(str(lake / table))
-    assert data is not None, f"no table {table} in {lake}"
-    rows = [{k: v for k, v in row.items() if k not in INGEST_TIMES} for row in data.to_pylist()]
-    return sorted(rows, key=repr)
-
-
-def assert_same_tables(left: Path, right: Path) -> None:
-    for table in TABLES:
-        expected, got = comparable(left, table), comparable(right, table)
-        assert len(got) == len(expected), f"{table}: {len(got)} rows on the cluster, {len(expected)} locally"
-        assert got == expected, f"{table} differs between {left} and {right}"
+def assert_landed_once(lake: Path, prefix: str, messages) -> None:
+    """Every record once, its newest cleaned values, the misrouted ones in quarantine: the local tests' oracle."""
+    assert_lake_matches(Settings(prefix=prefix, lake=str(lake)), messages, extra_bad=0)
 
 
 def data_files_added(table: Path) -> tuple[int, int]:
@@ -167,27 +158,19 @@ class ProcessWatch:
 
 @pytest.fixture(scope="module")
 def topics(kafka_broker):
-    """POSTS posts (with the seed's dirt, some misrouted into quarantine) on fresh topics."""
+    """(prefix, messages): POSTS posts (with the seed's dirt, some misrouted into quarantine) on fresh topics."""
     prefix = f"c{uuid.uuid4().hex[:10]}"
     settings = Settings(prefix=prefix, kafka={"bootstrap_servers": kafka_broker})
-    produce(generate(POSTS, 11, Dirt(misrouted_rate=0.05)), **kafka_target_args(settings), progress=False)
-    return prefix
+    messages = list(generate(POSTS, 11, Dirt(misrouted_rate=0.05)))
+    produce(messages, **kafka_target_args(settings), progress=False)
+    return prefix, messages
 
 
-@pytest.fixture(scope="module")
-def local_lakes(topics, kafka_broker, tmp_path_factory, package):
-    """The reference: the stream and then the batch path in local mode, through the same script."""
-    base = tmp_path_factory.mktemp("local")
-    env = submit_env(base / "lake", topics, kafka_broker, "local[2]")
-    run_to_the_end(["stream", "--available-now", "--sources", "kafka", "--archive"], env, base, base / "stream.log")
-    return base / "lake"
-
-
-def test_stream_and_batch_on_the_cluster_land_what_local_mode_lands(cluster: StandaloneCluster, topics,
-                                                                     kafka_broker, local_lakes, tmp_path):
-    lake, events = tmp_path / "lake", tmp_path / "events"
+def test_stream_and_batch_on_the_cluster_land_every_record_once(cluster: StandaloneCluster, topics, kafka_broker,
+                                                                 package, tmp_path):
+    (prefix, messages), lake, events = topics, tmp_path / "lake", tmp_path / "events"
     events.mkdir()
-    env = submit_env(lake, topics, kafka_broker, cluster.url)
+    env = submit_env(lake, prefix, kafka_broker, cluster.url)
     # Spark's event log of the stream run: which process ran each task and how many bytes it wrote.
     stream_env = {**env, "SPARK_SUBMIT_OPTS_EXTRA": env["SPARK_SUBMIT_OPTS_EXTRA"]
                   + f" --conf spark.eventLog.enabled=true --conf spark.eventLog.dir=file://{events}"
@@ -197,19 +180,15 @@ def test_stream_and_batch_on_the_cluster_land_what_local_mode_lands(cluster: Sta
         stream_out = run_to_the_end(["stream", "--available-now", "--sources", "kafka", "--archive"], stream_env,
                                     tmp_path, tmp_path / "stream.log")
     assert "query kafka writes its tables with delta-spark (MERGE on the executors): a cluster master" in stream_out
-    assert_same_tables(local_lakes, lake)
+    assert_landed_once(lake, prefix, messages)
     assert_executors_wrote_the_data_files(lake, events)
 
-    # The batch path over the archive the cluster wrote: on the cluster and locally, each into a lake of its own.
-    archive = str(lake / "raw")
-    batch_lake, local_batch_lake = tmp_path / "batch-lake", tmp_path / "local-batch-lake"
+    # The batch path on the cluster, over the archive the cluster's stream wrote, into a lake of its own.
+    batch_lake = tmp_path / "batch-lake"
     with ProcessWatch(SENTINEL) as batch_watch:
-        batch_out = run_to_the_end(["batch"], {**env, "PINPIPE_LAKE": str(batch_lake), "PINPIPE_ARCHIVE": archive},
+        batch_out = run_to_the_end(["batch"], {**env, "PINPIPE_LAKE": str(batch_lake), "PINPIPE_ARCHIVE": str(lake / "raw")},
                                    tmp_path, tmp_path / "batch.log")
-    run_to_the_end(["batch"], {**submit_env(local_batch_lake, topics, kafka_broker, "local[2]"),
-                               "PINPIPE_ARCHIVE": archive}, tmp_path, tmp_path / "local-batch.log")
-    assert_same_tables(local_batch_lake, batch_lake)
-    assert len(comparable(batch_lake, "pin")) == len(comparable(lake, "pin"))
+    assert_landed_once(batch_lake, prefix, messages)
 
     # The master ran both applications, each with executors on both workers that ran tasks.
     state = cluster.state()
@@ -232,10 +211,10 @@ def test_stream_and_batch_on_the_cluster_land_what_local_mode_lands(cluster: Sta
 
 
 def test_a_worker_killed_mid_run_is_survived_without_loss_or_duplicates(cluster: StandaloneCluster, topics,
-                                                                        kafka_broker, local_lakes, tmp_path):
-    lake = tmp_path / "lake"
-    # Small micro-batches: the run lasts long enough to lose a node in the middle of it.
-    env = submit_env(lake, topics, kafka_broker, cluster.url, PINPIPE_MAX_OFFSETS_PER_TRIGGER="120")
+                                                                        kafka_broker, tmp_path):
+    (prefix, messages), lake = topics, tmp_path / "lake"
+    # Four micro-batches of the ~900 records: the kill after the first commit lands in the middle of the run.
+    env = submit_env(lake, prefix, kafka_broker, cluster.url, PINPIPE_MAX_OFFSETS_PER_TRIGGER="240")
     process = spark_submit(["stream", "--available-now", "--sources", "kafka"], env, tmp_path, tmp_path / "run.log")
     victim = cluster.workers[1]
     try:
@@ -257,54 +236,8 @@ def test_a_worker_killed_mid_run_is_survived_without_loss_or_duplicates(cluster:
     assert code == 0, _tail(output)
     assert re.search(r"(Lost executor|Executor lost|Removed executor|is now (LOST|EXITED|DEAD))", output), \
         "the driver never noticed the lost worker: the kill came too late"
-    assert_same_tables(local_lakes, lake)
-
-
-def peak_rss_of_group(process: subprocess.Popen, timeout: float) -> int:
-    """Wait for ``process``; the peak of the summed RSS (bytes) of its process group (the driver: launcher, JVM, Python)."""
-    peak, deadline = 0, time.monotonic() + timeout
-    while process.poll() is None:
-        assert time.monotonic() < deadline, "the run did not end in time"
-        total = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                if int(fields[2]) == process.pid:  # pgrp (fields after the command name: state, ppid, pgrp)
-                    total += int((stat.parent / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            except (OSError, IndexError, ValueError):
-                pass
-        peak = max(peak, total)
-        time.sleep(0.2)
-    return peak
-
-
-RSS_BATCHES = {600: 600, 6_000: 2_000}  # records a batch -> posts read (3 records each): 3 batches, then 1
-
-
-def test_the_drivers_peak_rss_stays_flat_when_the_batches_grow_tenfold(cluster: StandaloneCluster, package,
-                                                                       kafka_broker, tmp_path):
-    """The sink MERGEs on the executors: no row of a batch passes through the driver, so its memory does not
-    follow the batch size (delta-rs collected each batch to the driver). The small run reads three batches of
-    600 records, the large one a batch of 6,000: what grows tenfold is the batch, not the run. The package is
-    built before (``package``): spark-submit.sh would otherwise build it inside the measured process group."""
-    peaks = {}
-    for batch, posts in RSS_BATCHES.items():
-        prefix = f"r{uuid.uuid4().hex[:10]}"
-        produce(generate(posts, 12, Dirt(repeat_rate=0)), **kafka_target_args(Settings(prefix=prefix, kafka={
-            "bootstrap_servers": kafka_broker})), progress=False)
-        run = tmp_path / str(batch)
-        env = submit_env(run / "lake", prefix, kafka_broker, cluster.url, PINPIPE_MAX_OFFSETS_PER_TRIGGER=str(batch))
-        process = spark_submit(["stream", "--available-now", "--sources", "kafka"], env, tmp_path, run.with_suffix(".log"))
-        try:
-            peaks[batch] = peak_rss_of_group(process, RUN_TIMEOUT)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, 9)
-        assert process.returncode == 0, _tail(run.with_suffix(".log").read_text(errors="replace"))
-        assert len(comparable(run / "lake", "pin")) == posts
-    print(f"driver peak RSS: {peaks[600] / 2**20:.0f} MiB at 600 records a batch, "
-          f"{peaks[6_000] / 2**20:.0f} MiB at 6,000 ({peaks[6_000] / peaks[600]:.2f}x)")
-    assert peaks[6_000] <= 1.2 * peaks[600], peaks
+    assert_landed_once(lake, prefix, messages)
+    assert_each_batch_committed_once(str(lake))  # the batch the kill interrupted was not committed twice
 
 
 MSK_IAM_CLASSES = ("software.amazon.msk.auth.iam.IAMLoginModule",

@@ -1,0 +1,108 @@
+"""The Spark driver's peak memory on a standalone cluster when the micro-batches grow tenfold.
+
+With delta-spark the MERGE runs on the executors and no row of a batch passes through the driver, so
+the driver's resident memory should not follow the batch size (delta-rs collected each batch to the
+driver). The benchmark starts Apache Kafka and a two-worker standalone cluster whose workers cannot
+see the checkout (``tests/helpers/spark_cluster.py``; needs root), builds the package, and runs
+``spark-submit.sh stream --available-now --sources kafka`` twice over fresh topics: three batches of
+600 records, then one batch of 6,000 (what grows tenfold is the batch, not the run). It samples the
+summed RSS of the launcher's process group (launcher, driver JVM, driver Python) every 0.2 s and
+prints each run's peak and their ratio. Goal: at most 1.2x.
+
+    .venv/bin/python benchmarks/cluster_driver_rss.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from emulator.generator import Dirt, generate  # noqa: E402
+from emulator.kafka_target import produce  # noqa: E402
+from pinpipe import local  # noqa: E402
+from pinpipe.deploy import build_package  # noqa: E402
+from pinpipe.settings import Settings  # noqa: E402
+from pinpipe.wiring import kafka_target_args  # noqa: E402
+from streaming.tables import read_delta  # noqa: E402
+from tests.helpers.spark_cluster import ROOT, cluster_unavailable_reason, start_cluster  # noqa: E402
+
+RUNS = {600: 600, 6_000: 2_000}  # records a batch -> posts read (3 records each): 3 batches, then 1
+RUN_TIMEOUT = 900
+
+
+def peak_rss_of_group(process: subprocess.Popen, timeout: float) -> int:
+    """Wait for ``process``; the peak of the summed RSS (bytes) of its process group."""
+    peak, deadline = 0, time.monotonic() + timeout
+    while process.poll() is None:
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, 9)
+            raise SystemExit("the run did not end in time")
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == process.pid:  # pgrp (fields after the command name: state, ppid, pgrp)
+                    total += int((stat.parent / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            except (OSError, IndexError, ValueError):
+                pass
+        peak = max(peak, total)
+        time.sleep(0.2)
+    return peak
+
+
+def run_env(lake: Path, prefix: str, broker: str, master: str, batch: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PINPIPE_")}
+    env.update({"PINPIPE_PREFIX": prefix, "PINPIPE_LAKE": str(lake), "PINPIPE_SPARK_MASTER": master,
+                "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": broker, "PINPIPE_VENV": sys.prefix,
+                "PINPIPE_DRIVER_MEMORY": "1g", "PINPIPE_MAX_OFFSETS_PER_TRIGGER": str(batch),
+                # The cluster's default (200) would be 200 tiny tasks a shuffle on a 2-core machine.
+                "PINPIPE_SHUFFLE_PARTITIONS": "2",
+                "SPARK_SUBMIT_OPTS_EXTRA": "--conf spark.executor.memory=512m --conf spark.ui.enabled=false"})
+    return env
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    reason = cluster_unavailable_reason()
+    if reason:
+        raise SystemExit(f"no standalone cluster here: {reason}")
+    build_package()  # before measuring: spark-submit.sh would otherwise build it inside the measured group
+    work = Path(tempfile.mkdtemp(prefix="pinpipe-cluster-rss-"))
+    broker = local.start_service("kafka", work / "services").endpoint
+    cluster = start_cluster(work / "cluster", workers=2, cores=1, memory="1g")
+    try:
+        peaks = {}
+        for batch, posts in RUNS.items():
+            prefix = f"rss{batch}"
+            produce(generate(posts, 12, Dirt(repeat_rate=0)),
+                    **kafka_target_args(Settings(prefix=prefix, kafka={"bootstrap_servers": broker})), progress=False)
+            lake, log = work / f"lake-{batch}", work / f"run-{batch}.log"
+            started = time.perf_counter()
+            process = subprocess.Popen([str(ROOT / "spark-submit.sh"), "stream", "--available-now", "--sources", "kafka"],
+                                       env=run_env(lake, prefix, broker, cluster.url, batch), cwd=work,
+                                       stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+            peaks[batch] = peak_rss_of_group(process, RUN_TIMEOUT)
+            if process.returncode != 0:
+                raise SystemExit(f"the run failed ({log}):\n{log.read_text(errors='replace')[-3000:]}")
+            landed = read_delta(str(lake / "pin"))
+            if landed is None or landed.num_rows != posts:
+                raise SystemExit(f"{posts} pins sent, {0 if landed is None else landed.num_rows} landed ({log})")
+            print(f"{batch:,} records a batch ({posts * 3:,} records, {time.perf_counter() - started:.0f} s): "
+                  f"driver peak RSS {peaks[batch] / 2**20:,.0f} MiB", flush=True)
+        ratio = peaks[6_000] / peaks[600]
+        print(f"driver peak RSS, 6,000 / 600 records a batch = {ratio:.2f}x "
+              f"(goal <= 1.2x: {'met' if ratio <= 1.2 else 'NOT met'})")
+    finally:
+        cluster.stop()
+        local.stop_service("kafka", work / "services")
+
+
+if __name__ == "__main__":
+    main()
