@@ -46,6 +46,9 @@ jars: $(JARS_STAMP)
 
 install: $(PY_STAMP) $(NODE_STAMP) $(JARS_STAMP)
 
+# The support matrix's older Spark lines (EMR 8's 4.0, Databricks 18 LTS's 4.1): their venvs and subsets.
+include deploy/runtimes/runtimes.mk
+
 # Debian packages the tests use for real: Prometheus + promtool (metrics, alerts) and Chromium (the
 # report's page test). Installed only where missing; needs root (as in CI).
 SYSTEM_STAMP := .pinpipe/system-packages.installed
@@ -90,17 +93,20 @@ demo: install
 # Every test but the table tests with the default writer (`auto`: delta-rs on a local master), and of
 # those a SIGKILL test and the concurrent writers (both_writers); then every table test with delta-spark,
 # the writer of every cluster: exactly-once under SIGKILL, Kafka + Kinesis at once, stream + backfill +
-# maintain, quarantine, newest-wins. Both runs always run; either failing fails the target.
-test: install $(AIRFLOW_STAMP) $(SYSTEM_STAMP)
+# maintain, quarantine, newest-wins. Then the compatibility subset on each older Spark line of the support
+# matrix (EMR 8's 4.0, Databricks 18 LTS's 4.1), each in its own venv. Every part always runs; any failing
+# fails the target.
+test: install $(AIRFLOW_STAMP) $(SYSTEM_STAMP) $(foreach line,$(RUNTIMES),runtime-venv-$(line))
 	status=0; $(PY) -m pytest -m "not tables or both_writers" || status=$$?; \
 	$(MAKE) --no-print-directory test-delta-spark || status=$$?; \
+	$(MAKE) --no-print-directory test-runtimes || status=$$?; \
 	exit $$status
 
 test-delta-spark: install
 	PINPIPE_SINK=delta-spark $(PY) -m pytest -m tables tests/integration
 
 # The compatibility subset on each older Spark line of the support matrix, each in its own venv
-# (deploy/runtimes/runtimes.mk). Not yet part of `make test`: see the README's supported runtimes.
+# (deploy/runtimes/runtimes.mk).
 test-runtimes:
 	status=0; for line in $(RUNTIMES); do $(MAKE) --no-print-directory runtime-test-$$line || status=$$?; done; \
 	exit $$status
@@ -113,6 +119,7 @@ bench: install
 	$(PY) benchmarks/kinesis_source.py
 	$(PY) benchmarks/batch_archive.py
 	$(PY) benchmarks/memory_backlog.py
+	$(PY) benchmarks/cluster_driver_rss.py
 	$(PY) benchmarks/latency.py
 	$(PY) benchmarks/merge_pruning.py
 	$(PY) benchmarks/commit_cost.py
@@ -122,7 +129,4 @@ bench: install
 	$(PY) benchmarks/api_load.py
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) deploy/local/node_modules demo-lake .pinpipe dist build
-
-# The support matrix's older Spark lines (EMR 8's 4.0, Databricks 18 LTS's 4.1): their venvs and subsets.
-include deploy/runtimes/runtimes.mk
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(foreach line,$(RUNTIMES),.venv-spark-$(line)) deploy/local/node_modules demo-lake .pinpipe dist build

@@ -14,16 +14,21 @@ PYTHON ?= python3
 RUNTIMES := 4.0 4.1
 # The compatibility subset: the Kafka + Kinesis stream end to end, SIGKILL mid-run and restart, the
 # availableNow batch over the archive, the Kinesis source's bounds and availableNow end on a Spark
-# without the 4.2 reader hooks, a spark-submit.sh stream + batch on a standalone cluster; and the unit
-# tests of the cleaning, the sinks, the matrix's files and the pre-4.2 reader calls.
-RUNTIME_TESTS ?= tests/unit/schemas tests/unit/streaming/test_native_sink.py tests/unit/test_runtimes.py \
-  tests/unit/test_python_sources_before_spark_4_2.py tests/unit/streaming/kinesis/test_reader.py \
+# without the 4.2 reader hooks, a spark-submit.sh stream + batch on a standalone cluster (delta-spark
+# on the executors); the seed's real records through the cleaning, a delta-spark batch replayed after
+# a partial commit (the app transactions of that line's Delta), the matrix's files and the pre-4.2
+# reader calls. The rest of the cleaning and sink units run on the default line only: they test
+# the project's rules, which the subset's end-to-end runs already execute on each line.
+RUNTIME_TESTS ?= tests/unit/test_runtimes.py tests/unit/test_python_sources_before_spark_4_2.py \
+  tests/unit/streaming/kinesis/test_reader.py \
+  "tests/unit/schemas/test_cleaning.py::test_seed_samples_split_exactly_into_clean_and_quarantine" \
+  "tests/unit/streaming/test_native_sink.py::test_a_batch_replayed_after_a_partial_commit_writes_only_what_is_missing" \
   "tests/integration/test_kinesis_pipeline.py::test_one_process_runs_kafka_and_kinesis_together_and_available_now_drains_both" \
   "tests/integration/test_kinesis_pipeline.py::test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing" \
   "tests/integration/test_batch.py::test_a_hand_made_archive_lands_like_the_stream_and_only_new_files_are_processed" \
   "tests/integration/test_kinesis_source.py::test_an_available_now_run_ends_where_it_began_in_bounded_batches" \
   "tests/integration/test_kinesis_source.py::test_row_cap_and_restart_resume_exactly_after_the_last_record" \
-  "tests/integration/test_cluster.py::test_stream_and_batch_on_the_cluster_land_what_local_mode_lands"
+  "tests/integration/test_cluster.py::test_stream_and_batch_on_the_cluster_land_every_record_once"
 
 .PHONY: $(foreach line,$(RUNTIMES),runtime-venv-$(line) runtime-test-$(line))
 
