@@ -49,8 +49,10 @@ def test_maintain_while_the_stream_commits_loses_nothing_and_the_stream_goes_on(
                               max_offsets_per_trigger=60)
     # First new posts only: each batch only inserts, so small files pile up for maintenance to compact
     # (a batch that updates a row rewrites its file). Then repeats: the stream updates rows maintenance rewrites.
-    chunks = [list(generate(40, seed=seed, dirt=Dirt(repeat_rate=0.3 if seed >= 4 else 0, misrouted_rate=0.02),
-                            first_ind=1 + 40 * seed)) for seed in range(12)]
+    # Chunks of 20 posts (~60 records, a batch each); misrouted records from the third chunk on, so quarantine
+    # has a table for the first maintenance pass.
+    chunks = [list(generate(20, seed=seed, dirt=Dirt(repeat_rate=0.3 if seed >= 4 else 0, misrouted_rate=0.05),
+                            first_ind=1 + 20 * seed)) for seed in range(12)]
     # Newer versions of early users, sent while maintenance runs: the newest must win.
     chunks[5] += [("user", {**r, "first_name": "Renamed"}) for k, r in chunks[0] if k == "user" and "first_name" in r]
     sent: list = []
