@@ -31,7 +31,7 @@ from pinpipe.deploy import build_package  # noqa: E402
 from pinpipe.settings import Settings  # noqa: E402
 from pinpipe.wiring import kafka_target_args  # noqa: E402
 from streaming.tables import read_delta  # noqa: E402
-from tests.helpers.spark_cluster import ROOT, cluster_unavailable_reason, start_cluster  # noqa: E402
+from tests.helpers.spark_cluster import ROOT, cluster_unavailable_reason, start_cluster, submit_env  # noqa: E402
 
 RUNS = {600: 600, 6_000: 2_000}  # records a batch -> posts read (3 records each): 3 batches, then 1
 RUN_TIMEOUT = 900
@@ -57,17 +57,6 @@ def peak_rss_of_group(process: subprocess.Popen, timeout: float) -> int:
     return peak
 
 
-def run_env(lake: Path, prefix: str, broker: str, master: str, batch: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PINPIPE_")}
-    env.update({"PINPIPE_PREFIX": prefix, "PINPIPE_LAKE": str(lake), "PINPIPE_SPARK_MASTER": master,
-                "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": broker, "PINPIPE_VENV": sys.prefix,
-                "PINPIPE_DRIVER_MEMORY": "1g", "PINPIPE_MAX_OFFSETS_PER_TRIGGER": str(batch),
-                # The cluster's default (200) would be 200 tiny tasks a shuffle on a 2-core machine.
-                "PINPIPE_SHUFFLE_PARTITIONS": "2",
-                "SPARK_SUBMIT_OPTS_EXTRA": "--conf spark.executor.memory=512m --conf spark.ui.enabled=false"})
-    return env
-
-
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     reason = cluster_unavailable_reason()
@@ -86,8 +75,8 @@ def main() -> None:
             lake, log = work / f"lake-{batch}", work / f"run-{batch}.log"
             started = time.perf_counter()
             process = subprocess.Popen([str(ROOT / "spark-submit.sh"), "stream", "--available-now", "--sources", "kafka"],
-                                       env=run_env(lake, prefix, broker, cluster.url, batch), cwd=work,
-                                       stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+                                       env=submit_env(lake, prefix, broker, cluster.url, PINPIPE_MAX_OFFSETS_PER_TRIGGER=str(batch)),
+                                       cwd=work, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
             peaks[batch] = peak_rss_of_group(process, RUN_TIMEOUT)
             if process.returncode != 0:
                 raise SystemExit(f"the run failed ({log}):\n{log.read_text(errors='replace')[-3000:]}")

@@ -9,7 +9,8 @@
 # The newest line (4.2) is the default environment: .venv + .pinpipe/jars (`make install`).
 # `make runtime-test-X.Y` runs the compatibility subset (RUNTIME_TESTS) in that environment; of the
 # default install it needs only the local services' parts (the Kafka broker's jars, kinesalite), so
-# include this file after the Makefile defines NODE_STAMP and the `jars` target (e.g. at its end).
+# include this file after the Makefile defines NODE_STAMP and the `jars` target, and before a rule
+# whose prerequisites name RUNTIMES (the Makefile includes it right after `install`).
 PYTHON ?= python3
 RUNTIMES := 4.0 4.1
 # The compatibility subset: the Kafka + Kinesis stream end to end, SIGKILL mid-run and restart, the

@@ -166,6 +166,22 @@ def start_cluster(base: Path, workers: int = 2, cores: int = 1, memory: str = "1
     return cluster
 
 
+def submit_env(lake: Path, prefix: str, broker: str, master: str, **extra: str) -> dict[str, str]:
+    """The environment of a ``spark-submit.sh`` run on this machine's test cluster: the job's settings only
+    (no PINPIPE_* of the caller's), small executors, and the few shuffle partitions 2 cores want."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PINPIPE_")}
+    env.update({
+        "PINPIPE_PREFIX": prefix, "PINPIPE_LAKE": str(lake), "PINPIPE_SPARK_MASTER": master,
+        "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": broker,
+        "PINPIPE_VENV": sys.prefix, "PINPIPE_DRIVER_MEMORY": "1g",
+        # The cluster's default (200) would be 200 tiny tasks a shuffle on this 2-core test cluster.
+        "PINPIPE_SHUFFLE_PARTITIONS": "2",
+        "SPARK_SUBMIT_OPTS_EXTRA": "--conf spark.executor.memory=512m --conf spark.ui.enabled=false",
+    })
+    env.update(extra)
+    return env
+
+
 _shared: StandaloneCluster | None = None
 
 

@@ -28,6 +28,7 @@ from pinpipe.wiring import kafka_target_args
 from schemas.contracts import TABLES
 from tests.helpers import assert_each_batch_committed_once, assert_lake_matches
 from tests.helpers.spark_cluster import ROOT, StandaloneCluster, cluster_unavailable_reason, shared_cluster
+from tests.helpers.spark_cluster import submit_env as cluster_submit_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -50,19 +51,8 @@ def package():
 
 
 def submit_env(lake: Path, prefix: str, broker: str, master: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PINPIPE_")}
-    env.update({
-        "PINPIPE_PREFIX": prefix, "PINPIPE_LAKE": str(lake), "PINPIPE_SPARK_MASTER": master,
-        "PINPIPE_KAFKA__BOOTSTRAP_SERVERS": broker,
-        "PINPIPE_VENV": sys.prefix, "PINPIPE_DRIVER_MEMORY": "1g",
-        # The cluster's default (200) would be 200 tiny tasks a shuffle on this 2-core test cluster.
-        "PINPIPE_SHUFFLE_PARTITIONS": "2",
-        # A secret the job never needs here: it must not show up anywhere.
-        "PINPIPE_S3__SECRET_KEY": SENTINEL,
-        "SPARK_SUBMIT_OPTS_EXTRA": "--conf spark.executor.memory=512m --conf spark.ui.enabled=false",
-    })
-    env.update(extra)
-    return env
+    # A secret the job never needs here: it must not show up anywhere.
+    return cluster_submit_env(lake, prefix, broker, master, PINPIPE_S3__SECRET_KEY=SENTINEL, **extra)
 
 
 def spark_submit(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
