@@ -7,13 +7,18 @@ PINPIPE := $(VENV)/bin/pinpipe
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := deploy/local/node_modules/.installed
 DEMO_POSTS ?= 5000
+# `make test` builds its prerequisites in parallel (they wait on the network more than the CPU); these
+# steps share state and take turns: editable installs write pinpipe.egg-info into the source tree, and
+# Maven runs share ~/.m2.
+EDITABLE_TURN := mkdir -p .pinpipe && flock .pinpipe/editable-install.lock
+MAVEN_TURN := mkdir -p .pinpipe && flock .pinpipe/maven.lock
 
-.PHONY: install jars system-packages airflow-venv package demo test test-unit test-delta-spark test-runtimes bench clean
+.PHONY: install jars system-packages airflow-venv package demo test test-prerequisites test-unit test-delta-spark test-runtimes bench clean
 
 $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(EDITABLE_TURN) $(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -m pinpipe.pyspark_bytecode
 	touch $@
 
@@ -39,7 +44,7 @@ JARS_STAMP := $(JARS_DIR)/.installed
 $(JARS_STAMP): $(wildcard deploy/jvm/*/pom.xml)
 	rm -rf $(JARS_DIR)
 	set -e; for pom in deploy/jvm/*/pom.xml; do name=$$(basename $$(dirname $$pom)); \
-	  mvn -q -B -f $$pom dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(JARS_DIR)/$$name; done
+	  $(MAVEN_TURN) mvn -q -B -f $$pom dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(JARS_DIR)/$$name; done
 	touch $@
 
 jars: $(JARS_STAMP)
@@ -96,11 +101,16 @@ demo: install
 # maintain, quarantine, newest-wins. Then the compatibility subset on each older Spark line of the support
 # matrix (EMR 8's 4.0, Databricks 18 LTS's 4.1), each in its own venv. Every part always runs; any failing
 # fails the target.
-test: install $(AIRFLOW_STAMP) $(SYSTEM_STAMP) $(foreach line,$(RUNTIMES),runtime-venv-$(line))
+test:
+	$(MAKE) --no-print-directory -j4 --output-sync=target test-prerequisites
 	status=0; $(PY) -m pytest -m "not tables or both_writers" || status=$$?; \
 	$(MAKE) --no-print-directory test-delta-spark || status=$$?; \
 	$(MAKE) --no-print-directory test-runtimes || status=$$?; \
 	exit $$status
+
+# Everything the tests use: the default install, Airflow's venv, Prometheus and Chromium, each older
+# Spark line's venv and jars.
+test-prerequisites: install $(AIRFLOW_STAMP) $(SYSTEM_STAMP) $(foreach line,$(RUNTIMES),runtime-venv-$(line))
 
 test-delta-spark: install
 	PINPIPE_SINK=delta-spark $(PY) -m pytest -m tables tests/integration

@@ -29,7 +29,7 @@ RUNTIME_TESTS ?= tests/unit/test_runtimes.py tests/unit/test_python_sources_befo
   "tests/integration/test_batch.py::test_a_hand_made_archive_lands_like_the_stream_and_only_new_files_are_processed" \
   "tests/integration/test_kinesis_source.py::test_an_available_now_run_ends_where_it_began_in_bounded_batches" \
   "tests/integration/test_kinesis_source.py::test_row_cap_and_restart_resume_exactly_after_the_last_record" \
-  "tests/integration/test_cluster.py::test_stream_and_batch_on_the_cluster_land_every_record_once"
+  "tests/integration/test_cluster.py::test_a_stream_on_the_cluster_lands_every_record_once"
 
 .PHONY: $(foreach line,$(RUNTIMES),runtime-venv-$(line) runtime-test-$(line))
 
@@ -38,13 +38,13 @@ define RUNTIME_RULES
 	rm -rf .venv-spark-$(1)
 	$$(PYTHON) -m venv .venv-spark-$(1)
 	.venv-spark-$(1)/bin/python -m pip install --quiet --upgrade pip
-	.venv-spark-$(1)/bin/python -m pip install --quiet -e ".[test]" -r deploy/runtimes/spark-$(1).txt
+	$$(EDITABLE_TURN) .venv-spark-$(1)/bin/python -m pip install --quiet -e ".[test]" -r deploy/runtimes/spark-$(1).txt
 	.venv-spark-$(1)/bin/python -m pinpipe.pyspark_bytecode
 	touch $$@
 
 .pinpipe/jars-spark-$(1)/.installed: deploy/jvm/runtimes/spark-$(1)/pom.xml
 	rm -rf .pinpipe/jars-spark-$(1)
-	mvn -q -B -f deploy/jvm/runtimes/spark-$(1)/pom.xml dependency:copy-dependencies \
+	$$(MAVEN_TURN) mvn -q -B -f deploy/jvm/runtimes/spark-$(1)/pom.xml dependency:copy-dependencies \
 	  -DoutputDirectory=$$(CURDIR)/.pinpipe/jars-spark-$(1)/spark
 	touch $$@
 

@@ -156,9 +156,11 @@ def topics(kafka_broker):
     return prefix, messages
 
 
-def test_stream_and_batch_on_the_cluster_land_every_record_once(cluster: StandaloneCluster, topics, kafka_broker,
-                                                                 package, tmp_path):
-    (prefix, messages), lake, events = topics, tmp_path / "lake", tmp_path / "events"
+@pytest.fixture(scope="module")
+def stream_run(cluster: StandaloneCluster, topics, kafka_broker, package, tmp_path_factory):
+    """``spark-submit.sh stream --available-now --archive`` on the cluster: (env, work dir, lake, output, secret hits)."""
+    (prefix, _), work = topics, tmp_path_factory.mktemp("cluster-stream")
+    lake, events = work / "lake", work / "events"
     events.mkdir()
     env = submit_env(lake, prefix, kafka_broker, cluster.url)
     # Spark's event log of the stream run: which process ran each task and how many bytes it wrote.
@@ -167,37 +169,53 @@ def test_stream_and_batch_on_the_cluster_land_every_record_once(cluster: Standal
                   # one plain JSON file (Spark 4 rolls the log into a folder and compresses it by default)
                   " --conf spark.eventLog.rolling.enabled=false --conf spark.eventLog.compress=false"}
     with ProcessWatch(SENTINEL) as watch:
-        stream_out = run_to_the_end(["stream", "--available-now", "--sources", "kafka", "--archive"], stream_env,
-                                    tmp_path, tmp_path / "stream.log")
-    assert "query kafka writes its tables with delta-spark (MERGE on the executors): a cluster master" in stream_out
-    assert_landed_once(lake, prefix, messages)
-    assert_executors_wrote_the_data_files(lake, events)
+        output = run_to_the_end(["stream", "--available-now", "--sources", "kafka", "--archive"], stream_env,
+                                work, work / "stream.log")
+    return env, work, lake, output, watch.hits
 
-    # The batch path on the cluster, over the archive the cluster's stream wrote, into a lake of its own.
-    batch_lake = tmp_path / "batch-lake"
-    with ProcessWatch(SENTINEL) as batch_watch:
-        batch_out = run_to_the_end(["batch"], {**env, "PINPIPE_LAKE": str(batch_lake), "PINPIPE_ARCHIVE": str(lake / "raw")},
-                                   tmp_path, tmp_path / "batch.log")
-    assert_landed_once(batch_lake, prefix, messages)
 
-    # The master ran both applications, each with executors on both workers that ran tasks.
+def assert_ran_on_both_workers(cluster: StandaloneCluster, output: str) -> None:
+    """The master ran the application, with executors on both workers that ran tasks."""
     state = cluster.state()
     apps = {app["id"]: app for app in state["activeapps"] + state["completedapps"]}
-    for output in (stream_out, batch_out):
-        application = app_id(output)
-        assert application in apps, f"{application} is not in the master's applications: {sorted(apps)}"
-        for worker in cluster.workers:
-            logs = list(worker.work_dir.glob(f"{application}/*/stderr"))
-            assert logs, f"no executor of {application} on worker {worker.index}"
-            assert any(re.search(r"Running task \d+\.\d+ in stage", log.read_text(errors="replace")) for log in logs), \
-                f"the executor of {application} on worker {worker.index} ran no task"
+    application = app_id(output)
+    assert application in apps, f"{application} is not in the master's applications: {sorted(apps)}"
+    for worker in cluster.workers:
+        logs = list(worker.work_dir.glob(f"{application}/*/stderr"))
+        assert logs, f"no executor of {application} on worker {worker.index}"
+        assert any(re.search(r"Running task \d+\.\d+ in stage", log.read_text(errors="replace")) for log in logs), \
+            f"the executor of {application} on worker {worker.index} ran no task"
 
-    # No secret in a command line, the launcher's output, or any log of the cluster.
-    assert watch.hits == [] and batch_watch.hits == [], (watch.hits + batch_watch.hits)[:3]
-    assert SENTINEL not in stream_out + batch_out
+
+def assert_no_secret_leaked(cluster: StandaloneCluster, hits: list, output: str) -> None:
+    """No secret in a command line, the launcher's output, or any log of the cluster."""
+    assert hits == [], hits[:3]
+    assert SENTINEL not in output
     for log in cluster.base.rglob("*"):
         if log.is_file() and (log.name in ("stderr", "stdout") or log.suffix == ".log"):
             assert SENTINEL.encode() not in log.read_bytes(), f"the secret is in {log}"
+
+
+def test_a_stream_on_the_cluster_lands_every_record_once(cluster: StandaloneCluster, topics, stream_run):
+    (prefix, messages), (_, work, lake, output, hits) = topics, stream_run
+    assert "query kafka writes its tables with delta-spark (MERGE on the executors): a cluster master" in output
+    assert_landed_once(lake, prefix, messages)
+    assert_executors_wrote_the_data_files(lake, work / "events")
+    assert_ran_on_both_workers(cluster, output)
+    assert_no_secret_leaked(cluster, hits, output)
+
+
+def test_the_batch_on_the_cluster_over_the_streams_archive_lands_every_record_once(cluster: StandaloneCluster,
+                                                                                   topics, stream_run):
+    # The batch path on the cluster, over the archive the cluster's stream wrote, into a lake of its own.
+    (prefix, messages), (env, work, lake, _, _) = topics, stream_run
+    batch_lake = work / "batch-lake"
+    with ProcessWatch(SENTINEL) as watch:
+        output = run_to_the_end(["batch"], {**env, "PINPIPE_LAKE": str(batch_lake), "PINPIPE_ARCHIVE": str(lake / "raw")},
+                                work, work / "batch.log")
+    assert_landed_once(batch_lake, prefix, messages)
+    assert_ran_on_both_workers(cluster, output)
+    assert_no_secret_leaked(cluster, watch.hits, output)
 
 
 def test_a_worker_killed_mid_run_is_survived_without_loss_or_duplicates(cluster: StandaloneCluster, topics,
