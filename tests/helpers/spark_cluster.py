@@ -93,7 +93,7 @@ class StandaloneCluster:
             try:
                 if len(self.alive_workers()) >= count:
                     return
-            except OSError:
+            except (OSError, ValueError):  # not up yet: no answer, or (seen) an empty one while it starts
                 pass
             for worker in self.workers:
                 if worker.process and worker.process.poll() is not None:
