@@ -15,7 +15,7 @@ PYTHON ?= python3
 RUNTIMES := 4.0 4.1
 # The compatibility subset: the Kafka + Kinesis stream end to end, SIGKILL mid-run and restart, the
 # availableNow batch over the archive, the Kinesis source's bounds and availableNow end on a Spark
-# without the 4.2 reader hooks, a spark-submit.sh stream + batch on a standalone cluster (delta-spark
+# without the 4.2 reader hooks, a spark-submit.sh stream (and archive) on a standalone cluster (delta-spark
 # on the executors); the seed's real records through the cleaning, a delta-spark batch replayed after
 # a partial commit (the app transactions of that line's Delta), the matrix's files and the pre-4.2
 # reader calls. The rest of the cleaning and sink units run on the default line only: they test
