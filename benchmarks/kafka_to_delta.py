@@ -6,7 +6,10 @@ in one SparkSession, measured in the same run:
 - pipeline: the job's Kafka query as `pinpipe stream` builds it (Spark's Kafka source, the shared
   cleaning, the four Delta tables);
 - floor: Spark's Kafka source -> `from_json` into the contracts' raw struct -> parquet, no rules: it
-  shares nothing with the code under test but the broker and Spark.
+  shares nothing with the code under test but the broker and Spark;
+- plain: the seed notebook's rules written the simple way (placeholders to null, follower counts
+  "26k" -> 26000, the save path, coordinates, user_name, UTC timestamps; no quarantine, no rescued
+  data, no dedup), appended to three Delta tables with delta-spark: what a data engineer writes first.
 
 (Until 2026-12-02 it also ran the project's former Python Kafka source, deleted since: see README.)
 
@@ -59,6 +62,67 @@ def floor(spark, settings: Settings, out: Path) -> Timing:
     return Timing(time.perf_counter() - started, batch_seconds(query))
 
 
+SEED_PLACEHOLDERS = {  # the seed notebook's "irrelevant entries", written out here on purpose
+    "title": ["No Title Data Available"],
+    "description": ["No description available Story format", "No description available", "Untitled"],
+    "poster_name": ["User Info Error"], "follower_count": ["User Info Error"],
+    "tag_list": ["N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e"], "image_src": ["Image src error."],
+}
+PLAIN_SCHEMAS = {
+    "pin": "index bigint, unique_id string, title string, description string, poster_name string, "
+           "follower_count string, tag_list string, is_image_or_video string, image_src string, downloaded bigint, "
+           "save_location string, category string",
+    "geo": "ind bigint, timestamp string, latitude double, longitude double, country string",
+    "user": "ind bigint, first_name string, last_name string, age bigint, date_joined string",
+}
+
+
+def plain_rules(kind: str, value):
+    """The seed notebook's cleaning of one kind, the simple way: one typed from_json, then the rules."""
+    r = F.from_json(value, PLAIN_SCHEMAS[kind])
+    if kind == "pin":
+        def text(name):
+            field = r[name]
+            return F.when(~field.isin(*SEED_PLACEHOLDERS.get(name, [])) & (F.trim(field) != ""), field)
+        count = text("follower_count")
+        number = F.regexp_extract(count, r"^(\d+(?:\.\d+)?)([kM]?)$", 1)
+        unit = F.regexp_extract(count, r"^(\d+(?:\.\d+)?)([kM]?)$", 2)
+        multiplier = F.when(unit == "k", 1000).when(unit == "M", 1_000_000).otherwise(1)
+        followers = (number.cast("double") * multiplier).cast("int")
+        return [r["index"].cast("int").alias("ind"), text("unique_id").alias("unique_id"), text("title").alias("title"),
+                text("description").alias("description"), followers.alias("follower_count"),
+                text("poster_name").alias("poster_name"), text("tag_list").alias("tag_list"),
+                text("is_image_or_video").alias("is_image_or_video"), text("image_src").alias("image_src"),
+                F.regexp_replace(r["save_location"], "^Local save in ", "").alias("save_location"),
+                text("category").alias("category")]
+    if kind == "geo":
+        return [r["ind"].cast("int").alias("ind"), r["country"].alias("country"),
+                F.array(r["latitude"], r["longitude"]).alias("coordinates"),
+                F.to_timestamp(F.concat(r["timestamp"], F.lit("Z")), "yyyy-MM-dd HH:mm:ssX").alias("timestamp")]
+    return [r["ind"].cast("int").alias("ind"), F.concat_ws(" ", r["first_name"], r["last_name"]).alias("user_name"),
+            r["age"].cast("int").alias("age"),
+            F.to_timestamp(F.concat(r["date_joined"], F.lit("Z")), "yyyy-MM-dd HH:mm:ssX").alias("date_joined")]
+
+
+def plain(spark, settings: Settings, out: Path) -> Timing:
+    """Spark's Kafka source -> the seed's rules -> three Delta tables (delta-spark appends)."""
+    source = read_source(spark, "kafka", settings.kafka_source_options())
+
+    def write(batch, _batch_id):
+        batch.persist()
+        for kind in ("pin", "geo", "user"):
+            (batch.where(F.col("topic") == settings.topic(kind))
+             .select(plain_rules(kind, F.col("value").cast("string")))
+             .write.format("delta").mode("append").save(str(out / kind)))
+        batch.unpersist()
+
+    started = time.perf_counter()
+    query = (source.writeStream.foreachBatch(write).option("checkpointLocation", str(out / "cp"))
+             .trigger(availableNow=True).start())
+    query.awaitTermination()
+    return Timing(time.perf_counter() - started, batch_seconds(query))
+
+
 def pipeline(spark, settings: Settings, lake: Path) -> Timing:
     started = time.perf_counter()
     query = start_source_query(spark, settings.model_copy(update={"lake": str(lake)}), "kafka", available_now=True)
@@ -89,6 +153,7 @@ def main() -> None:
         sides: dict[str, Callable[[Settings, Path], Timing]] = {
             "pipeline": lambda s, out: pipeline(spark, s, out),
             "floor": lambda s, out: floor(spark, s, out),
+            "plain": lambda s, out: plain(spark, s, out),
         }
         warm_settings, _ = prepare("warmup", args.warmup_posts)
         settings, records = prepare("bench", args.posts)
@@ -116,6 +181,7 @@ def main() -> None:
             for name in names:
                 print(f"  {name:14} {rate[name]:10,.0f} records/s")
             print(f"  pipeline/floor: {rate['pipeline'] / rate['floor']:.2f}x")
+            print(f"  pipeline/plain: {rate['pipeline'] / rate['plain']:.2f}x")
     finally:
         spark.stop()
         local.stop_service("kafka", work / "services")

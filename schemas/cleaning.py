@@ -11,6 +11,10 @@ record with
   ``_order_position`` (a position that orders records better than ``_source_position``; the
   archive's Kafka offset).
 
+Each record is parsed once, by Spark's strict JSON parser into a VARIANT; every rule, the
+duplicate-field check and the rescued fields read that parse. Only a record it refuses (not JSON,
+a field named twice, the lenient JSON Spark's reader also accepts) is read again, by that reader.
+
 A record that breaks a rule is not dropped: it gets a ``_reason`` naming every rule it broke and is
 routed to the quarantine table, its bytes kept exactly. A record that is not UTF-8 is never parsed.
 Fields a kind's contract does not know are kept in ``_rescued_data``; every row gets the
@@ -54,15 +58,23 @@ TYPED_NAMES = tuple(dict.fromkeys(
 ))
 TIMESTAMP_NAMES = ("timestamp", "date_joined")
 CORRUPT = "_corrupt_record"
-# Every field as a string: the JSON parser keeps a number's (or object's) text, so the rules can tell
-# a field of the wrong type from a missing one and name it. One typed struct parse is about twice
-# as fast as parsing into a map.
-RAW_SCHEMA = ", ".join(f"`{name}` string" for name in RAW_NAMES) + f", `{CORRUPT}` string"
+# Every field as a string: a number's (or object's) text is kept, so the rules can tell a field of the
+# wrong type from a missing one and name it.
+FIELDS_AS_TEXT = "struct<" + ",".join(f"`{name}`:string" for name in RAW_NAMES) + f",`{CORRUPT}`:string>"
 
 
-def parse_fields(value: Column) -> Column:
-    """The record's fields as raw text; ``_corrupt_record`` holds a payload that is not a JSON object."""
-    return F.from_json(value, RAW_SCHEMA, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+def parse_record(text: Column) -> Column:
+    """The record parsed once, as a VARIANT; null when the strict parser refuses it.
+
+    It refuses text that is not JSON, a field named twice at any depth, and what only Spark's lenient
+    JSON reader accepts (single quotes, NaN, comments, ...): :func:`lenient_fields` reads those.
+    """
+    return F.try_parse_json(text)
+
+
+def lenient_fields(text: Column) -> Column:
+    """The fields of a record the strict parser refused, as Spark's JSON reader reads them (as before)."""
+    return F.from_json(text, FIELDS_AS_TEXT, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
 
 
 def raw(name: str) -> Column:
@@ -97,26 +109,40 @@ def utc_timestamp(text: Column) -> Column:
 
 
 def with_derived_fields(envelope: DataFrame) -> DataFrame:
-    """Envelope -> envelope + ``_is_object``, ``_keys``, ``_raw_*``, ``_typed_*`` and the shared derived values."""
+    """Envelope -> envelope + ``_problem``, ``_object``, ``_keys``, ``_raw_*``, ``_typed_*`` and derived values.
+
+    Each record is parsed once (:func:`parse_record`); its fields, their names (unknown fields, a
+    field named twice) and the rescued values are read from that parse.
+    """
     # Spark strings are bytes: a record that is not UTF-8 is kept exactly (as binary) and never
     # parsed, so no table ever gets a string Parquet readers cannot decode.
     valid = F.is_valid_utf8(F.col("value"))
-    text = F.when(valid, F.col("value"))
     parsed = envelope.select(
         "*", F.coalesce(valid, F.lit(False)).alias("_valid_utf8"),
-        parse_fields(text).alias("_fields"),
-        # The record's top-level field names (null unless it is a JSON object): unknown and duplicate fields.
-        F.json_object_keys(text).alias("_keys"),
+        parse_record(F.when(valid, F.col("value"))).alias("_json"),
     )
+    json = F.col("_json")
+    text = F.when(F.col("_valid_utf8"), F.col("value"))
+    # Only a record the strict parse refused (rare: a repeated field, lenient JSON, not JSON) is read
+    # again, by the parsers that read every record before: its reason and fields stay what they were.
+    refused = json.isNull()
+    with_object = parsed.select(
+        "*",
+        F.when(~refused, F.try_variant_get(json, "$", FIELDS_AS_TEXT)).otherwise(lenient_fields(text)).alias("_fields"),
+        # The record's top-level fields (null unless it is a JSON object): unknown fields and rescued data.
+        F.try_variant_get(json, "$", "map<string,variant>").alias("_object"),
+    )
+    with_keys = with_object.select(
+        "*", F.when(~refused, F.map_keys(F.col("_object"))).otherwise(F.json_object_keys(text)).alias("_keys"))
     fields = F.col("_fields")
-    with_raw = parsed.select(
-        *[F.col(c) for c in envelope.columns], "_valid_utf8", "_keys",
+    with_raw = with_keys.select(
+        *[F.col(c) for c in envelope.columns], "_valid_utf8", "_json", "_object", "_keys",
         (F.col("_keys").isNotNull() & fields.isNotNull() & fields.getField(CORRUPT).isNull()).alias("_is_object"),
         *[fields.getField(name).alias(f"_raw_{name}") for name in RAW_NAMES],
     )
     fc_text = F.trim(_empty_to_null(raw("follower_count"), PLACEHOLDERS["follower_count"]))
     with_typed = with_raw.select(
-        "*",
+        "*", record_problem().alias("_problem"),
         *[raw(name).try_cast(type_).alias(f"_typed_{name}") for name, type_ in TYPED_NAMES],
         fc_text.alias("_follower_count_text"),
         *[_empty_to_null(raw(name)).alias(f"_{name}_text") for name in TIMESTAMP_NAMES],
@@ -171,12 +197,17 @@ def _all_present(names) -> Column:
     return reduce(lambda a, b: a & b, [raw(n).isNotNull() for n in names])
 
 
+def duplicate_fields(keys: Column) -> Column:
+    """The names ``keys`` holds more than once."""
+    return F.array_distinct(F.filter(
+        F.transform(keys, lambda k, i: F.when(F.array_position(keys, k) != i + 1, k)), lambda k: k.isNotNull()))
+
+
 def record_problem() -> Column:
     """What makes a record unreadable whatever its kind (null when it is a JSON object of unique fields)."""
     keys = F.col("_keys")
-    # A field named twice: which value is meant is not ours to guess (Spark's parser keeps the last).
-    duplicate = F.array_distinct(F.filter(
-        F.transform(keys, lambda k, i: F.when(F.array_position(keys, k) != i + 1, k)), lambda k: k.isNotNull()))
+    # A field named twice: which value is meant is not ours to guess. Only a refused parse can have one.
+    duplicate = F.when(F.col("_json").isNull(), duplicate_fields(keys))
     return (
         F.when(F.col("value").isNull(), F.lit("empty record: the value is null"))
         .when(~F.col("_valid_utf8"), F.lit("invalid UTF-8: the payload is not UTF-8 text (kept in payload_bytes)"))
@@ -188,14 +219,13 @@ def record_problem() -> Column:
     )
 
 
-def rescued_fields(kind: str, keys: Column | None = None) -> Column:
+def rescued_fields(kind: str) -> Column:
     """The record's fields the kind's contract does not know, as a JSON object; null when there are none."""
-    keys = F.col("_keys") if keys is None else keys
-    unknown = F.array_except(keys, F.array(*[F.lit(name) for name in RAW_FIELDS[kind]]))
-    # Parsed again only when there is something to keep (rare): values keep their JSON shape (variant).
-    everything = F.from_json(F.col("value"), "map<string,variant>")
+    unknown = F.array_except(F.col("_keys"), F.array(*[F.lit(name) for name in RAW_FIELDS[kind]]))
+    # Values keep their JSON shape (variant); a refused record's are read again, as before.
+    fields = F.coalesce(F.col("_object"), F.from_json(F.col("value"), "map<string,variant>"))
     return F.when(F.size(unknown) > 0,
-                  F.to_json(F.map_filter(everything, lambda name, _value: F.array_contains(unknown, name))))
+                  F.to_json(F.map_filter(fields, lambda name, _value: F.array_contains(unknown, name))))
 
 
 def order_key(position: Column) -> Column:
@@ -227,6 +257,8 @@ def rejection_reason(kind: str) -> Column:
     checks = [F.when(raw(key).isNull(), F.lit(f"missing required field '{key}'"))]
     for name, type_ in RAW_FIELDS[kind].items():
         if type_ != "string":
+            # The field's text as the parse holds it: a number exactly, except one past what a
+            # decimal holds (1e400, a 40-digit integer), which reads as a double's text.
             checks.append(F.when(raw(name).isNotNull() & typed(name).isNull(),
                                  F.concat(F.lit(f"wrong type: '{name}' is not a {type_}: "), raw(name))))
     for name in (key, "age"):
@@ -241,7 +273,7 @@ def rejection_reason(kind: str) -> Column:
             checks.append(F.when(F.col(f"_{name}_text").isNotNull() & F.col(f"_{name}").isNull(),
                                  F.concat(F.lit(f"unparseable {name} (want {RAW_TIMESTAMP_FORMAT}): "), raw(name))))
     field_problems = F.nullif(F.concat_ws("; ", *checks), F.lit(""))
-    return F.coalesce(record_problem(), wrong_kind, field_problems)
+    return F.coalesce(F.col("_problem"), wrong_kind, field_problems)
 
 
 def classify(envelope: DataFrame, kind: str) -> DataFrame:
@@ -285,21 +317,17 @@ def route(envelope: DataFrame) -> DataFrame:
     feeds all four tables.
     """
     kind = F.col("_kind")
-    reason = F.coalesce(record_problem(), F.lit("unknown kind: the source carries no pin, geo or user records"))
+    reason = F.coalesce(F.col("_problem"), F.lit("unknown kind: the source carries no pin, geo or user records"))
     for k in KINDS:
         reason = F.when(kind == k, rejection_reason(k)).otherwise(reason)
     # An envelope may give an ordering position of its own (the archive: the record's Kafka offset).
     position = F.col("_order_position") if "_order_position" in envelope.columns else F.col("_source_position")
-    # from_json cannot be compiled into whole-stage code: evaluated here, low in the plan, next to the
-    # other JSON parsing, it leaves the large projection of the four structs in whole-stage code
-    # (generated once per batch, instead of a projection generated again in every task).
-    keys = F.json_object_keys(F.when(F.is_valid_utf8(F.col("value")), F.col("value")))
     rescued = F.lit(None).cast("string")
     for k in KINDS:
-        rescued = F.when(kind == k, rescued_fields(k, keys)).otherwise(rescued)
-    envelope = envelope.select("*", rescued.alias("_rescued"))
+        rescued = F.when(kind == k, rescued_fields(k)).otherwise(rescued)
     prepared = with_derived_fields(envelope).select(
-        "*", ingested_at_placeholder().alias("_ingested_at"), reason.alias("_reason"), order_key(position).alias("_order_key")
+        "*", rescued.alias("_rescued"), ingested_at_placeholder().alias("_ingested_at"), reason.alias("_reason"),
+        order_key(position).alias("_order_key"),
     )
     metadata = [F.col(name) for name, _ in METADATA_COLUMNS]
     quarantine = {

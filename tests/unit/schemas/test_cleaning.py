@@ -201,6 +201,25 @@ def test_unknown_fields_are_rescued_as_json_keeping_their_shape(spark):
     assert plain["_rescued_data"] is None
 
 
+def test_what_the_strict_parse_refuses_reads_as_spark_json_reader_reads_it(spark):
+    """The one parse is strict JSON; the lenient JSON Spark's reader took before (single quotes) lands
+    as before, and a field named twice inside a nested value is the reader's to settle, as before."""
+    lenient = "{'ind': 5, 'first_name': 'A', 'last_name': 'B', 'age': 30}"
+    nested_twice = '{"ind": 6, "first_name": "A", "last_name": "B", "extra": {"k": 1, "k": 2}}'
+    rows = {r["ind"]: r for r in clean(envelope(spark, "user", [lenient, nested_twice]), "user").collect()}
+    assert rows[5]["user_name"] == "A B" and rows[5]["age"] == 30
+    assert rows[6]["user_name"] == "A B"
+
+
+def test_a_number_with_a_zero_fraction_is_the_integer_it_writes(spark):
+    """Decided with the one parse: JSON has one number type, and 7.0 is 7 (a fraction is still refused)."""
+    records = [{**USER, "ind": 7.0, "age": 30.0}, {**USER, "ind": 8.5}]
+    env = envelope(spark, "user", records)
+    assert [(r["ind"], r["age"]) for r in clean(env, "user").collect()] == [(7, 30)]
+    (bad,) = quarantined(env, "user").collect()
+    assert bad["reason"] == "wrong type: 'ind' is not a bigint: 8.5"
+
+
 def order_keys(spark, rows):
     """Routed `_order_key`s of (system, partition, position, event time) envelopes, in input order."""
     env = spark.createDataFrame(
