@@ -135,7 +135,12 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=200_000, help="posts (x3 records)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup-posts", type=int, default=20_000)
+    parser.add_argument("--sides", default="pipeline,floor,plain", help="comma-separated; pipeline and floor always run")
+    parser.add_argument("--fail-below", type=float, metavar="RATIO",
+                        help="exit 1 when pipeline/floor (whole query) is below RATIO: the throughput guard")
     args = parser.parse_args()
+    wanted = {"pipeline", "floor", *args.sides.split(",")}
+    verdict = 0
 
     work = Path(tempfile.mkdtemp(prefix="pinpipe-bench-"))
     spark = build_spark_session(app_name="bench")
@@ -155,6 +160,7 @@ def main() -> None:
             "floor": lambda s, out: floor(spark, s, out),
             "plain": lambda s, out: plain(spark, s, out),
         }
+        sides = {name: side for name, side in sides.items() if name in wanted}
         warm_settings, _ = prepare("warmup", args.warmup_posts)
         settings, records = prepare("bench", args.posts)
         for name, side in sides.items():
@@ -181,11 +187,16 @@ def main() -> None:
             for name in names:
                 print(f"  {name:14} {rate[name]:10,.0f} records/s")
             print(f"  pipeline/floor: {rate['pipeline'] / rate['floor']:.2f}x")
-            print(f"  pipeline/plain: {rate['pipeline'] / rate['plain']:.2f}x")
+            if "plain" in rate:
+                print(f"  pipeline/plain: {rate['pipeline'] / rate['plain']:.2f}x")
+            if measure == "wall" and args.fail_below and rate["pipeline"] / rate["floor"] < args.fail_below:
+                print(f"FAIL: pipeline/floor {rate['pipeline'] / rate['floor']:.2f}x is below {args.fail_below}x")
+                verdict = 1
     finally:
         spark.stop()
         local.stop_service("kafka", work / "services")
         shutil.rmtree(work, ignore_errors=True)
+    sys.exit(verdict)
 
 
 if __name__ == "__main__":
