@@ -84,6 +84,15 @@ class TimedSink(DeltaRsSink):
     def __init__(self, clock: Clock, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.clock = clock
+        self.seconds: dict[str, list[float]] = {"to Arrow (read, clean, collect)": [], "to Delta (4 commits)": []}
+
+    def write_micro_batch(self, routed, batch_id: int) -> None:
+        started = time.perf_counter()
+        arrow = routed.toArrow()
+        collected = time.perf_counter()
+        self.write_arrow(arrow, batch_id)
+        self.seconds["to Arrow (read, clean, collect)"].append(collected - started)
+        self.seconds["to Delta (4 commits)"].append(time.perf_counter() - collected)
 
     def write_arrow(self, routed: pa.Table, batch_id: int) -> None:
         super().write_arrow(routed, batch_id)
@@ -121,6 +130,19 @@ def summary(name: str, latencies: np.ndarray, missing: int) -> dict[str, float]:
     print(f"{name:32} {len(latencies):7d} records  p50 {p50:6.2f}s  p95 {p95:6.2f}s  p99 {p99:6.2f}s  "
           f"max {latencies.max() if len(latencies) else np.nan:6.2f}s" + (f"  ({missing} never committed)" if missing else ""))
     return {"p50": p50, "p95": p95, "p99": p99}
+
+
+def where_the_time_goes(query, sink: TimedSink | None) -> None:
+    """Median seconds per micro-batch of the last minute: Spark's own phases and, for the pipeline, the sink's."""
+    progress = [p for p in query.recentProgress if p.get("numInputRows")][-60:]
+    if not progress:
+        return
+    phases = {key: np.median([p["durationMs"].get(key, 0) for p in progress]) / 1000
+              for key in ("triggerExecution", "latestOffset", "queryPlanning", "walCommit", "addBatch", "commitOffsets")}
+    if sink is not None:
+        phases.update({key: np.median(values[-len(progress):]) for key, values in sink.seconds.items() if values})
+    print(f"  median per batch ({len(progress)} batches, {np.median([p['numInputRows'] for p in progress]):,.0f} rows): "
+          + ", ".join(f"{key} {value:.2f}s" for key, value in phases.items()))
 
 
 def main() -> None:
@@ -161,6 +183,7 @@ def main() -> None:
                 wait_committed(clock, since)
                 latencies, missing = clock.latencies(since)
                 print(f"{name}: posted {sent} records in {seconds:.0f}s ({sent / seconds:,.0f}/s)")
+                where_the_time_goes(query, getattr(query, "timed_sink", None))
                 return summary(name, latencies, missing)
             finally:
                 query.stop()
@@ -177,8 +200,10 @@ def main() -> None:
         def pipeline_query(settings: Settings, clock: Clock):
             sink = TimedSink(clock, settings.lake, "kafka")
             envelope = kafka_envelope(read_source(spark, "kafka", kafka_options(settings)))
-            return start_table_query(envelope, "kafka", str(work / f"checkpoint-{settings.prefix}"), sink,
-                                     Trigger(interval=args.trigger))
+            query = start_table_query(envelope, "kafka", str(work / f"checkpoint-{settings.prefix}"), sink,
+                                      Trigger(interval=args.trigger))
+            query.timed_sink = sink
+            return query
 
         sends = f"batched sends, linger {linger} ms"
         print(f"posting {args.rate:,.0f} records/s ({sends}), trigger {args.trigger!r}, warm-up {args.warmup:.0f}s per phase; "
