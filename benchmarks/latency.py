@@ -24,6 +24,7 @@ the first batches' start-up costs are not counted.
 from __future__ import annotations
 
 import argparse
+import logging
 import multiprocessing
 import os
 import sys
@@ -84,15 +85,6 @@ class TimedSink(DeltaRsSink):
     def __init__(self, clock: Clock, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.clock = clock
-        self.seconds: dict[str, list[float]] = {"to Arrow (read, clean, collect)": [], "to Delta (4 commits)": []}
-
-    def write_micro_batch(self, routed, batch_id: int) -> None:
-        started = time.perf_counter()
-        arrow = routed.toArrow()
-        collected = time.perf_counter()
-        self.write_arrow(arrow, batch_id)
-        self.seconds["to Arrow (read, clean, collect)"].append(collected - started)
-        self.seconds["to Delta (4 commits)"].append(time.perf_counter() - collected)
 
     def write_arrow(self, routed: pa.Table, batch_id: int) -> None:
         super().write_arrow(routed, batch_id)
@@ -132,15 +124,33 @@ def summary(name: str, latencies: np.ndarray, missing: int) -> dict[str, float]:
     return {"p50": p50, "p95": p95, "p99": p99}
 
 
-def where_the_time_goes(query, sink: TimedSink | None) -> None:
+class SinkTimings(logging.Handler):
+    """The delta-rs sink's own per-batch timing line (DEBUG): seconds to Arrow and to Delta, as it measures them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.seconds: dict[str, list[float]] = {"to Arrow (read, clean, collect)": [], "to Delta (4 commits)": []}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "to Arrow" in record.msg:  # (query, batch, rows, seconds to Arrow, seconds to Delta)
+            for key, seconds in zip(self.seconds, record.args[3:5]):
+                self.seconds[key].append(seconds)
+
+    def listening(self) -> "SinkTimings":
+        sink_log = logging.getLogger("streaming.delta_sink")
+        sink_log.setLevel(logging.DEBUG)
+        sink_log.addHandler(self)
+        return self
+
+
+def where_the_time_goes(query, sink: SinkTimings) -> None:
     """Median seconds per micro-batch of the last minute: Spark's own phases and, for the pipeline, the sink's."""
     progress = [p for p in query.recentProgress if p.get("numInputRows")][-60:]
     if not progress:
         return
     phases = {key: np.median([p["durationMs"].get(key, 0) for p in progress]) / 1000
               for key in ("triggerExecution", "latestOffset", "queryPlanning", "walCommit", "addBatch", "commitOffsets")}
-    if sink is not None:
-        phases.update({key: np.median(values[-len(progress):]) for key, values in sink.seconds.items() if values})
+    phases.update({key: np.median(values[-len(progress):]) for key, values in sink.seconds.items() if values})
     print(f"  median per batch ({len(progress)} batches, {np.median([p['numInputRows'] for p in progress]):,.0f} rows): "
           + ", ".join(f"{key} {value:.2f}s" for key, value in phases.items()))
 
@@ -158,6 +168,7 @@ def main() -> None:
     linger = args.linger_ms
     work = Path(tempfile.mkdtemp(prefix="pinpipe-latency-"))
     spark = build_spark_session(app_name="latency-bench")
+    sink_timings = SinkTimings().listening()  # only the pipeline's sink logs them
     broker = local.start_service("kafka", work / "services").endpoint
     try:
         def settings_for(name: str) -> Settings:
@@ -183,7 +194,7 @@ def main() -> None:
                 wait_committed(clock, since)
                 latencies, missing = clock.latencies(since)
                 print(f"{name}: posted {sent} records in {seconds:.0f}s ({sent / seconds:,.0f}/s)")
-                where_the_time_goes(query, getattr(query, "timed_sink", None))
+                where_the_time_goes(query, sink_timings)
                 return summary(name, latencies, missing)
             finally:
                 query.stop()
@@ -200,10 +211,8 @@ def main() -> None:
         def pipeline_query(settings: Settings, clock: Clock):
             sink = TimedSink(clock, settings.lake, "kafka")
             envelope = kafka_envelope(read_source(spark, "kafka", kafka_options(settings)))
-            query = start_table_query(envelope, "kafka", str(work / f"checkpoint-{settings.prefix}"), sink,
-                                      Trigger(interval=args.trigger))
-            query.timed_sink = sink
-            return query
+            return start_table_query(envelope, "kafka", str(work / f"checkpoint-{settings.prefix}"), sink,
+                                     Trigger(interval=args.trigger))
 
         sends = f"batched sends, linger {linger} ms"
         print(f"posting {args.rate:,.0f} records/s ({sends}), trigger {args.trigger!r}, warm-up {args.warmup:.0f}s per phase; "

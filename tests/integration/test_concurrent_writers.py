@@ -53,13 +53,12 @@ def updated(messages, first_name: str) -> list[tuple[str, dict]]:
 def test_stream_and_backfill_commit_together_and_the_newest_record_wins(spark, kafka_broker, tmp_path):
     lake = tmp_path / "lake"
     settings = fresh_settings(kafka_broker, lake, max_offsets_per_trigger=60, trigger_interval="200 milliseconds",
-                              archive_max_records=10, max_files_per_trigger=3)
+                              archive_max_records=10)
     # The two writers must still be committing at the same time. delta-rs commits a small batch in about a
     # second, so it gets ~8 stream batches against ~15 backfill batches; delta-spark's local batch takes ~10 s,
     # so 3 against 3 overlap as surely, in a third of the time.
-    posts, new_posts = (150, 60) if settings.sink != "delta-spark" else (60, 20)
-    if settings.sink == "delta-spark":
-        settings = settings.model_copy(update={"max_files_per_trigger": 6})
+    posts, new_posts, files_per_batch = (60, 20, 6) if settings.sink == "delta-spark" else (150, 60, 3)
+    settings = settings.model_copy(update={"max_files_per_trigger": files_per_batch})
     first = list(generate(posts, seed=61, dirt=PLAIN))
     produce(first, **kafka_target_args(settings), progress=False)
     run_stream(spark, settings, ["kafka"], available_now=True, archive=True)  # tables + the raw archive
