@@ -24,6 +24,7 @@ from pinpipe.settings import Settings
 from streaming.delta_sink import TableSink, make_sink
 from streaming.envelopes import kafka_envelope, kinesis_envelope
 from streaming.initial_offsets import OPTION as INITIAL_OFFSETS, initial_offsets_path
+from streaming.kinesis.claims import OPTION as CLAIMS, claims_path
 from streaming.job import Trigger, python_source_available_now, start_query, start_table_query, supervise_queries
 from streaming.options import set_options
 from streaming.supervisor import RestartPolicy, Supervisor
@@ -86,7 +87,9 @@ def start_source_query(spark: SparkSession, settings: Settings, source: str, ava
     options, envelope = ENVELOPES[source]
     checkpoint = settings.checkpoint_path(source)
     # Spark's Kafka source keeps its initial offsets in the checkpoint itself; Kinesis' are pinned for it.
-    pinned = {INITIAL_OFFSETS: initial_offsets_path(checkpoint, source)} if source == "kinesis" else {}
+    # Kinesis: its initial offsets pinned, and where each task's read of a shard ended, beside the checkpoint.
+    pinned = ({INITIAL_OFFSETS: initial_offsets_path(checkpoint, source), CLAIMS: claims_path(checkpoint, source)}
+              if source == "kinesis" else {})
     source_options, source_trigger = {**options(settings), **pinned}, trigger(settings, available_now)
     if source != "kafka":  # Spark's own Kafka source has availableNow on every Spark
         source_options, source_trigger = python_source_available_now(source_options, source_trigger)

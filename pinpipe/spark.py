@@ -142,9 +142,10 @@ def on_databricks() -> bool:
 
 
 def register_data_sources(spark: SparkSession) -> None:
-    """pinpipe-kinesis and pinpipe-archive, for ``spark.readStream.format(...)`` (Kafka is Spark's own)."""
+    """pinpipe-kinesis and pinpipe-archive, for ``spark.readStream.format(...)`` (Kafka is Spark's own); and
+    pinpipe-kinesis-driver, the former Kinesis reader, which the benchmark measures the job's against."""
     from batch.archive_source import ArchiveDataSource
-    from streaming.kinesis import KinesisDataSource
+    from streaming.kinesis import DriverKinesisDataSource, KinesisDataSource
 
-    for source in (KinesisDataSource, ArchiveDataSource):
+    for source in (KinesisDataSource, DriverKinesisDataSource, ArchiveDataSource):
         spark.dataSource.register(source)

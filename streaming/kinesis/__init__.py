@@ -11,10 +11,13 @@ approximateArrivalTimestamp``.
 
 One module a job: ``options`` (names, defaults, validation), ``positions`` (position arithmetic),
 ``shards`` (the pure resharding planner), ``records`` (KPL deaggregation, Arrow rows), ``client``
-(boto3 clients, assumed roles), ``data_loss`` (failOnDataLoss), ``shard_reader`` (GetRecords on one shard), ``read_ahead`` (the driver's
-background reads), ``reader`` (Spark's reader protocol; its docstring explains the read-ahead).
+(boto3 clients, assumed roles), ``data_loss`` (failOnDataLoss), ``shard_reader`` (GetRecords on one shard),
+``claims`` (where each task's read ended, per batch), ``reader`` (Spark's reader protocol: the driver plans, the
+executors read; its docstring explains how). ``driver_reader`` and ``read_ahead``: the former reader, whose driver
+read every record, kept as ``pinpipe-kinesis-driver`` for the benchmark.
 """
 
+from streaming.kinesis.driver_reader import DriverKinesisDataSource
 from streaming.kinesis.reader import KinesisDataSource, KinesisStreamReader
 
-__all__ = ["KinesisDataSource", "KinesisStreamReader"]
+__all__ = ["DriverKinesisDataSource", "KinesisDataSource", "KinesisStreamReader"]

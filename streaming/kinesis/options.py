@@ -13,7 +13,7 @@ from streaming.kinesis.positions import TRIM_HORIZON
 from streaming.options import flag, positive_int
 
 GET_RECORDS_MAX = 10_000  # the most records one GetRecords call returns
-# A micro-batch's default bounds: the records pass through the driver (see reader), so they bound its memory.
+# A micro-batch's default bounds: a task holds its shard's share while it claims (see reader).
 DEFAULT_MAX_RECORDS_PER_TRIGGER = 100_000
 DEFAULT_MAX_BYTES_PER_TRIGGER = 64 * 1024 * 1024
 
@@ -36,6 +36,7 @@ class KinesisOptions:
     role_external_id: str | None = None
     sts_endpoint: str | None = None
     initial_offsets_path: str | None = None
+    claims_path: str | None = None  # where each task records where its read of a shard ended (see claims)
     available_now_until: float | None = None  # Spark < 4.2: pinpipe's availableNow run began then
 
     @classmethod
@@ -62,6 +63,7 @@ class KinesisOptions:
             access_key=get("awsAccessKey") or None,
             secret_key=get("awsSecretKey") or None,
             initial_offsets_path=get("initialOffsetsPath") or None,
+            claims_path=get("claimsPath") or None,
             available_now_until=float(get("availableNowUntil")) if get("availableNowUntil") else None,
         )
 

@@ -1,39 +1,44 @@
-"""The Kinesis streaming reader: Spark's reader protocol over the planner, shard reader and read-ahead.
+"""The Kinesis streaming reader: the driver plans, the executors read the shards.
 
-How ``latestOffset`` learns where each shard ends
---------------------------------------------------
-Kinesis has no cheap "latest sequence number" for an open shard: the only way to learn how far a
-shard goes is to read it. Reading it once to plan the batch and again in the tasks would spend the
-5 GetRecords/s/shard quota twice. So the driver reads ahead: ``latestOffset`` calls GetRecords on
-every readable shard (within the batch's row cap), keeps the records in memory and returns the
-position after the last one; ``partitions`` hands those very records to the tasks inside the input
-partitions. Each record is fetched once. Only a batch replayed after a restart (its offsets in the
-checkpoint, the driver's memory gone) is re-read by its task, from the batch's start position to
-its end position, which returns the same records.
+How a batch is planned and read
+-------------------------------
+Kinesis has no cheap "latest sequence number" for an open shard: only reading a shard tells how far
+it goes. So the driver does not fix where a batch ends. The offset of batch N (Spark's checkpoint)
+says where each shard's read starts, which shards have something to read, and the batch's budget
+per shard. Each task reads its shard from the start up to the budget (or until caught up, or, in an
+availableNow run, until the first record that arrived after the run began) and, before it hands a
+row to Spark, stores where it stopped as the batch's *claim* for the shard
+(:mod:`streaming.kinesis.claims`, a folder beside the checkpoint: S3 or DBFS on a cluster). The first
+claim stored wins, so a batch run again after a driver or executor failure reads exactly the records
+it read the first time. Planning batch N+1 starts every shard where batch N's claim says it stopped.
 
-The cost is that records pass through the driver, which bounds a query by one Python process's
-GetRecords throughput (measured in ``benchmarks/kinesis_source.py``). Its memory is bounded by
-each batch's budget, ``maxRecordsPerTrigger`` rows (default 100,000) and ``maxBytesPerTrigger``
-bytes (default 64 MiB), shared among the readable shards: the batch being planned plus at most
-``READ_AHEAD_CHUNKS`` budgets read ahead. (Spark's ``ReadAllAvailable``, passed by the deprecated
-``Trigger.Once``, lifts both, as Spark's contract asks.)
+The driver calls GetRecords only to learn whether a shard that was caught up has anything new (one
+record, ``Limit`` small) and to find a closed shard's end; the records themselves are read once, by
+the tasks. A shard whose last read stopped at its budget is read again without asking.
+
+Bounds: ``maxRecordsPerTrigger`` rows (default 100,000) and ``maxBytesPerTrigger`` bytes (default
+64 MiB) a batch, shared among the shards it reads; a task holds its shard's share in memory while it
+claims. (Spark's ``ReadAllAvailable``, passed by the deprecated ``Trigger.Once``, lifts both, as
+Spark's contract asks.)
 
 availableNow: ``prepareForTriggerAvailableNow`` notes the time; each shard's run ends before its
 first record that arrived after it, and that end is kept for the rest of the run. A record with an
-earlier arrival time behind that one waits for the next run, as everything after the end does:
-arrival times are approximate and not always in sequence order, and skipping a record to read
-later ones would lose it for good.
+earlier arrival time behind that one waits for the next run, as everything after the end does.
 
 Lost records (a shard expired before it was read to its end, a position older than the trim
 horizon) follow ``failOnDataLoss``, as in Spark's Kafka source: see :mod:`streaming.kinesis.data_loss`.
 
-Offsets (in the Spark checkpoint): ``{stream: {shardId: position}}``, positions as in
-:mod:`streaming.kinesis.positions`; shards as planned by :mod:`streaming.kinesis.shards`.
+Offsets: ``{"batch": N, "from": {stream: {shardId: position}}, "read": ["stream/shardId", ...],
+"budget": {"rows": r, "bytes": b}, "until": epoch_s}``, positions as in
+:mod:`streaming.kinesis.positions`, shards as planned by :mod:`streaming.kinesis.shards`. An offset
+written by the former driver-side reader (``{stream: {shardId: position}}``, exact ends) is still
+understood: its batch is replayed by reading exactly to those ends.
 """
 
 from __future__ import annotations
 
-import json
+import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -48,17 +53,31 @@ from streaming.pyspark_compat import (
     SupportsTriggerAvailableNow,
 )
 
+from schemas.errors import OptionError
 from streaming import initial_offsets
 from streaming.kinesis import shards
+from streaming.kinesis.claims import Claims
 from streaming.kinesis.client import kinesis_client
 from streaming.kinesis.data_loss import report_data_loss
 from streaming.kinesis.options import KinesisOptions
-from streaming.kinesis.positions import TRIM_HORIZON, without_closed
-from streaming.kinesis.read_ahead import ReadAhead
+from streaming.kinesis.positions import TRIM_HORIZON, is_at_or_before, without_closed
 from streaming.kinesis.records import SCHEMA, to_arrow
 from streaming.kinesis.shard_reader import Budget, KinesisStreamNotFoundError, ShardRead, ShardReader
 
-READ_AHEAD_CHUNKS = 2  # per shard, each within the batch's per-shard budget (rows and bytes)
+log = logging.getLogger(__name__)
+
+
+def executor_log() -> logging.Logger:
+    """The reader's logger where it reads, on an executor: INFO lines to the executor's stderr (Spark's
+    Python workers configure no logging)."""
+    if not logging.getLogger().handlers and not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return log
+PROBE = Budget(rows=1)  # the driver's look at a caught-up shard: is there a record after the position?
 
 
 class KinesisDataSource(DataSource):
@@ -76,28 +95,105 @@ class KinesisDataSource(DataSource):
 
 
 @dataclass(frozen=True)
-class KinesisRange(InputPartition):
+class ShardTask(InputPartition):
+    """One shard's read in one batch, as a task runs it on an executor."""
+
     stream: str
     shard: str
     start: dict
-    end: dict
     options: KinesisOptions
-    rows: pa.RecordBatch | None = None  # the records the driver already fetched (None after a restart)
+    batch: int | None = None         # None: a batch of the former driver-side reader, read exactly to ``end``
+    budget: Budget | None = None
+    until: float | None = None       # availableNow: the run's start (epoch s); later arrivals wait
+    end: dict | None = None
+
+
+def is_planned_batch(offset: dict) -> bool:
+    return "batch" in offset and "from" in offset
+
+
+def cut_at(result: ShardRead, until_epoch_s: float, begin: dict) -> ShardRead:
+    """availableNow: end the shard's run before its first record that arrived after the run began.
+
+    Everything from that record on waits for the next run, also records behind it with earlier
+    arrival times (never skip a record and read later ones: it would be lost for good).
+    """
+    for index, row in enumerate(result.rows):
+        if row[6] > until_epoch_s:
+            kept = result.rows[:index]
+            position = {"seq": kept[-1][4], "sub": kept[-1][5]} if kept else begin
+            return ShardRead(rows=kept, position=position, closed=False, millis_behind=result.millis_behind, cut=True)
+    return result
+
+
+def read_exactly(reader: ShardReader, start: dict, end: dict) -> Iterator[pa.RecordBatch]:
+    """The records after ``start`` up to and including ``end``: a batch read again, exactly."""
+    target, position = without_closed(end), start
+    if "seq" not in target:
+        return  # the batch took nothing from this shard
+    for _attempt in range(1000):
+        result = reader.read(position, None, until=target)
+        if result.rows:
+            yield to_arrow(result.rows)
+        position = result.position
+        if position == target or result.closed:
+            break
+    if position != target:
+        raise RuntimeError(
+            f"reading {reader.stream}/{reader.shard} again: reached {position}, not the batch's end {target}; "
+            "the records may have expired from the stream (retention)")
+
+
+def read_shard_task(task: ShardTask, claims: Claims) -> Iterator[pa.RecordBatch]:
+    """An executor's task: read the shard, claim where it stopped, then hand the rows to Spark."""
+    started = time.perf_counter()
+    reader = ShardReader(kinesis_client(task.options), task.options, task.stream, task.shard)
+    if task.batch is None:
+        yield from read_exactly(reader, task.start, task.end)
+        return
+    claimed = claims.get(task.batch, task.stream, task.shard)
+    if claimed is None:
+        result = reader.read(task.start, task.budget)
+        if task.until is not None:
+            result = cut_at(result, task.until, task.start)
+        end = dict(result.position)
+        if result.closed and not result.cut:
+            end["closed"] = True
+        mine = {"end": end, "rows": len(result.rows), "full": result.full, "cut": result.cut,
+                "millisBehind": result.millis_behind, "calls": reader.calls}
+        claimed = claims.claim(task.batch, task.stream, task.shard, mine)
+        if claimed is mine:
+            executor_log().info("kinesis batch %d %s/%s: %d records in %d GetRecords calls, %.2fs, pid %d",
+                                task.batch,
+                                task.stream, task.shard, len(result.rows), reader.calls, time.perf_counter() - started,
+                                os.getpid())
+            if result.rows:
+                yield to_arrow(result.rows)
+            return
+        # Another attempt of this task claimed first: keep to what it read.
+        kept = [row for row in result.rows if is_at_or_before(without_closed(claimed["end"]), row[4], row[5])]
+        last = {"seq": kept[-1][4], "sub": kept[-1][5]} if kept else task.start
+        if kept:
+            yield to_arrow(kept)
+        yield from read_exactly(reader, last, claimed["end"])
+        return
+    yield from read_exactly(reader, task.start, claimed["end"])
 
 
 class KinesisStreamReader(RemembersBatchStart, DataSourceStreamReader, SupportsTriggerAvailableNow):
     def __init__(self, options: KinesisOptions) -> None:
+        if not options.claims_path:
+            raise OptionError("option claimsPath is required: a folder beside the query's checkpoint (on S3 or DBFS "
+                              "for a cluster), where each task records where its read of a shard ended")
         self.options = options
+        self.claims = Claims(options.claims_path)
         self._client = None
-        self._fetched: dict[tuple[str, str, str], tuple[dict, pa.RecordBatch]] = {}
-        self._readers: dict[tuple[str, str], ShardReader] = {}
+        self._probes: dict[tuple[str, str], ShardReader] = {}
         self._available_now_until: float | None = options.available_now_until
-        self._available_now_ends: dict[tuple[str, str], dict] = {}  # where a shard's availableNow run ends
+        self._ended: dict[tuple[str, str], dict] = {}  # availableNow: where a shard's run ended
         self.lag: dict[str, dict[str, int | None]] = {}
-        self.read_ahead = ReadAhead(self._read, depth=READ_AHEAD_CHUNKS)
 
     def __getstate__(self):
-        # Executors get the options only; fetched records travel inside the input partitions.
         return {"options": self.options}
 
     def __setstate__(self, state):
@@ -129,14 +225,15 @@ class KinesisStreamReader(RemembersBatchStart, DataSourceStreamReader, SupportsT
     def initialOffset(self) -> dict:
         # Resolved once and kept in the checkpoint: `latest` (AT_TIMESTAMP of the query's start) and the
         # shard list stay what batch 0 was planned from, when a restart replays it.
-        return initial_offsets.pinned(self.options.initial_offsets_path, lambda: {
+        positions = initial_offsets.pinned(self.options.initial_offsets_path, lambda: {
             stream: {shard["ShardId"]: dict(self.options.initial_position) for shard in self._list_shards(stream)}
             for stream in self.options.streams})
+        return {"batch": -1, "from": positions, "read": []}
 
     def prepareForTriggerAvailableNow(self) -> None:
         # Records that arrive after this moment belong to the next run.
         self._available_now_until = time.time()
-        self._available_now_ends.clear()
+        self._ended.clear()
 
     def getDefaultReadLimit(self) -> ReadLimit:
         return ReadMaxRows(self.options.max_records_per_trigger)
@@ -150,105 +247,93 @@ class KinesisStreamReader(RemembersBatchStart, DataSourceStreamReader, SupportsT
         return shards.plan(start, listed)
 
     def _budget(self, limit: ReadLimit, shard_count: int) -> Budget:
-        """Each readable shard's share of the batch's bounds."""
+        """Each shard's share of the batch's bounds."""
         if isinstance(limit, ReadAllAvailable):
             return Budget()
         rows = limit.max_rows if isinstance(limit, ReadMaxRows) else self.options.max_records_per_trigger
         share = max(1, shard_count)
         return Budget(rows=max(1, rows // share), bytes=max(1, self.options.max_bytes_per_trigger // share))
 
+    def _where_it_stopped(self, start: dict) -> tuple[dict, set[tuple[str, str]]]:
+        """The positions after the batch ``start`` names (its claims over its start) and the shards whose
+        read stopped at the budget (so more is there right away)."""
+        if not is_planned_batch(start):  # the former driver-side reader's offset: exact ends
+            return {stream: dict(positions) for stream, positions in start.items()}, set()
+        positions = {stream: dict(shard_positions) for stream, shard_positions in start["from"].items()}
+        full = set()
+        for (stream, shard), claim in self.claims.of_batch(start["batch"]).items():
+            positions.setdefault(stream, {})[shard] = claim["end"]
+            self.lag.setdefault(stream, {})[shard] = claim.get("millisBehind")
+            if claim.get("full"):
+                full.add((stream, shard))
+            if claim.get("cut") and start.get("until") == self._available_now_until:  # this run's cut
+                self._ended[(stream, shard)] = claim["end"]
+        return positions, full
+
+    def _probe(self, stream: str, shard: str, position: dict) -> ShardRead:
+        reader = self._probes.setdefault((stream, shard), ShardReader(self.client, self.options, stream, shard))
+        return reader.read(position, PROBE)
+
     def latestOffset(self, start: dict | None = None, limit: ReadLimit | None = None) -> dict:
         # Spark < 4.2 passes neither: the batch starts where the last one ended, bounded by the options.
         start = self.batch_start(start)
-        plans = {stream: self._plan(stream, start.get(stream, {})) for stream in self.options.streams}
-        end = {stream: dict(known) for stream, (known, _) in plans.items()}
-        readable = [(stream, shard) for stream, (_, ready) in plans.items() for shard in ready
-                    if self._available_now_ends.get((stream, shard)) != end[stream][shard]]
-        per_shard = self._budget(self.getDefaultReadLimit() if limit is None else limit, len(readable))
-        if not readable:
-            return self.planned(end)
-
-        futures = [((stream, shard), self.read_ahead.fetch(stream, shard, end[stream][shard], per_shard))
-                   for stream, shard in readable]
-        for (stream, shard), future in futures:
-            result = future.result()
-            if self._available_now_until is not None:
-                result = cut_at(result, self._available_now_until, end[stream][shard])
-                if result.cut:
-                    self._available_now_ends[(stream, shard)] = result.position
-            self.lag.setdefault(stream, {})[shard] = result.millis_behind
-            position = dict(result.position)
-            if result.closed:
-                position["closed"] = True
-            begin = end[stream][shard]
-            end[stream][shard] = position
-            if result.rows:
-                self._fetched[(stream, shard, json.dumps(begin, sort_keys=True))] = (position, to_arrow(result.rows))
-                if not result.closed and not result.cut:
-                    self.read_ahead.chain(stream, shard, result.position, per_shard)
+        positions, full = self._where_it_stopped(start)
+        plans = {stream: self._plan(stream, positions.get(stream, {})) for stream in self.options.streams}
+        known = {stream: dict(tracked) for stream, (tracked, _) in plans.items()}
+        to_read = []
+        for stream, (_, ready) in plans.items():
+            for shard in ready:
+                position = known[stream][shard]
+                if self._ended.get((stream, shard)) == position:
+                    continue  # availableNow: this shard's run is over
+                if (stream, shard) in full:
+                    to_read.append(f"{stream}/{shard}")
+                    continue
+                probe = self._probe(stream, shard, position)
+                self.lag.setdefault(stream, {})[shard] = probe.millis_behind
+                if probe.rows:
+                    if self._available_now_until is not None and probe.rows[0][6] > self._available_now_until:
+                        self._ended[(stream, shard)] = position
+                    else:
+                        to_read.append(f"{stream}/{shard}")
+                elif probe.closed:  # read to its end: recorded so that its children become readable
+                    known[stream][shard] = {**position, "closed": True}
+        if not to_read and known == positions:
+            return self.planned(start)  # nothing to read and no shard closed, gone or new: no batch
+        budget = self._budget(self.getDefaultReadLimit() if limit is None else limit, len(to_read))
+        end = {"batch": (start["batch"] if is_planned_batch(start) else 0) + 1, "from": known,
+               "read": sorted(to_read), "budget": {"rows": budget.rows, "bytes": budget.bytes}}
+        if self._available_now_until is not None:
+            end["until"] = self._available_now_until
         return self.planned(end)
-
-    def _read(self, stream: str, shard: str, position: dict, budget: Budget) -> ShardRead:
-        reader = self._readers.setdefault((stream, shard), ShardReader(self.client, self.options, stream, shard))
-        return reader.read(position, budget)
 
     def reportLatestOffset(self) -> dict | None:
         return {"millisBehindLatest": self.lag} if self.lag else None
 
-    def partitions(self, start: dict, end: dict) -> list[KinesisRange]:
+    def partitions(self, start: dict, end: dict) -> list[ShardTask]:
         self.planned(end)
-        ranges = []
-        for stream, shard_ends in end.items():
-            for shard, stop in shard_ends.items():
-                begin = start.get(stream, {}).get(shard, dict(TRIM_HORIZON))
-                if begin == stop:
-                    continue
-                cached = self._fetched.pop((stream, shard, json.dumps(begin, sort_keys=True)), None)
-                rows = cached[1] if cached and cached[0] == stop else None
-                if rows is None and "seq" not in stop:
-                    continue  # nothing was consumed (e.g. a closed, empty shard)
-                ranges.append(KinesisRange(stream, shard, begin, stop, self.options, rows))
-        return ranges
+        if start == end:  # Spark < 4.2 announces a restart's last batch so: nothing to read
+            return []
+        if not is_planned_batch(end):  # a batch of the former driver-side reader, replayed: exact ranges
+            tasks = []
+            for stream, shard_ends in end.items():
+                for shard, stop in shard_ends.items():
+                    begin = start.get(stream, {}).get(shard, dict(TRIM_HORIZON))
+                    if begin != stop and "seq" in stop:
+                        tasks.append(ShardTask(stream, shard, begin, self.options, end=stop))
+            return tasks
+        budget = Budget(**end["budget"])
+        tasks = []
+        for name in end["read"]:
+            stream, shard = name.split("/", 1)
+            tasks.append(ShardTask(stream, shard, end["from"][stream][shard], self.options, batch=end["batch"],
+                                   budget=budget, until=end.get("until")))
+        return tasks
 
-    def read(self, partition: KinesisRange) -> Iterator[pa.RecordBatch]:
-        if partition.rows is not None:
-            yield partition.rows
-            return
-        # A replay after a restart: read the batch's range again, exactly.
-        reader = ShardReader(kinesis_client(partition.options), partition.options, partition.stream, partition.shard)
-        target = without_closed(partition.end)
-        position = partition.start
-        for _attempt in range(100):
-            result = reader.read(position, None, until=target)
-            if result.rows:
-                yield to_arrow(result.rows)
-            position = result.position
-            if position == target or result.closed:
-                break
-        if position != target:
-            raise RuntimeError(
-                f"replaying {partition.stream}/{partition.shard}: reached {position}, not the batch's end {target}; "
-                "the records may have expired from the stream (retention)")
-
-    def stop(self) -> None:
-        self.read_ahead.stop()
+    def read(self, partition: ShardTask) -> Iterator[pa.RecordBatch]:
+        yield from read_shard_task(partition, self.claims)
 
     def commit(self, end: dict) -> None:
-        # Records fetched for ranges Spark will never plan again (e.g. after a failed batch) go.
-        live = {(s, sh, json.dumps(p, sort_keys=True)) for s, shard_ends in end.items() for sh, p in shard_ends.items()}
-        for key in [k for k in self._fetched if k not in live]:
-            del self._fetched[key]
-
-
-def cut_at(result: ShardRead, until_epoch_s: float, begin: dict) -> ShardRead:
-    """availableNow: end the shard's run before its first record that arrived after the run began.
-
-    Everything from that record on waits for the next run, also records behind it with earlier
-    arrival times (never skip a record and read later ones: it would be lost for good).
-    """
-    for index, row in enumerate(result.rows):
-        if row[6] > until_epoch_s:
-            kept = result.rows[:index]
-            position = {"seq": kept[-1][4], "sub": kept[-1][5]} if kept else begin
-            return ShardRead(rows=kept, position=position, closed=False, millis_behind=result.millis_behind, cut=True)
-    return result
+        # The batch before this one is done for good: its claims were folded into this batch's start.
+        if is_planned_batch(end):
+            self.claims.forget_before(end["batch"])

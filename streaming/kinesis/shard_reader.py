@@ -51,6 +51,7 @@ class ShardReader:
     def __init__(self, client, options: KinesisOptions, stream: str, shard: str) -> None:
         self.client, self.options, self.stream, self.shard = client, options, stream, shard
         self._last_call = 0.0
+        self.calls = 0  # GetRecords calls made
         self._caught_up: tuple[dict, float] | None = None  # (position, wall time) of the last read that caught up
 
     def _iterator(self, position: dict) -> tuple[str | None, str | None]:
@@ -97,6 +98,7 @@ class ShardReader:
         if wait > 0:  # stay under 5 GetRecords calls/s/shard
             time.sleep(wait)
         self._last_call = time.monotonic()
+        self.calls += 1
         return self.client.get_records(ShardIterator=iterator, Limit=limit)
 
     def read(self, position: dict, budget: Budget | None, until: dict | None = None) -> ShardRead:

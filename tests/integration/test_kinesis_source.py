@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -14,7 +15,8 @@ from streaming.pyspark_compat import ReadMaxRows
 
 from streaming.kinesis.data_loss import KinesisDataLossError
 from streaming.kinesis.options import KinesisOptions
-from streaming.kinesis.reader import READ_AHEAD_CHUNKS, KinesisStreamReader
+from streaming.kinesis.driver_reader import READ_AHEAD_CHUNKS, DriverKinesisStreamReader
+from streaming.kinesis.reader import KinesisStreamReader
 from streaming.kinesis.shard_reader import KinesisStreamNotFoundError
 from streaming.job import Trigger, python_source_available_now, start_query
 from tests.helpers import kinesis_client_for, make_stream, put_records
@@ -33,7 +35,8 @@ def run_query(spark, endpoint, stream, checkpoint, on_batch=None, **options):
 
     options, trigger = python_source_available_now(
         {"streamName": stream, "endpointUrl": endpoint, "awsAccessKey": "local", "awsSecretKey": "local",
-         "shardFetchInterval": "0ms", "initialPosition": "trim_horizon", **options}, Trigger(available_now=True))
+         "shardFetchInterval": "0ms", "initialPosition": "trim_horizon", "claimsPath": f"{checkpoint}/claims",
+         **options}, Trigger(available_now=True))
     query = start_query(spark.readStream.format("pinpipe-kinesis").options(**options).load(),
                         f"kinesis_{uuid.uuid4().hex[:8]}", str(checkpoint), collect, trigger)
     query.awaitTermination(300)
@@ -54,7 +57,8 @@ def capped_options(endpoint, stream, cap, **more):
     """Options of a reader driven by hand (no Spark), from the stream's start, ``cap`` rows a batch."""
     return KinesisOptions.parse({"streamName": stream, "endpointUrl": endpoint, "awsAccessKey": "x",
                                  "awsSecretKey": "x", "initialPosition": "trim_horizon",
-                                 "maxRecordsPerTrigger": str(cap), "shardFetchInterval": "0ms", **more})
+                                 "maxRecordsPerTrigger": str(cap), "shardFetchInterval": "0ms",
+                                 "claimsPath": tempfile.mkdtemp(prefix="claims-"), **more})
 
 
 def read_by_hand(reader, start, cap):
@@ -162,23 +166,30 @@ def test_kpl_aggregated_records_land_one_by_one_even_when_a_cap_splits_an_aggreg
     assert max(len(b) for b in batches) <= 15
 
 
-def test_a_replayed_batch_rereads_exactly_its_range(kinesis_endpoint):
-    stream = one_shard_stream(kinesis_endpoint, [f"r{i}" for i in range(30)])
+def test_a_batch_run_again_reads_exactly_what_its_first_run_read(kinesis_endpoint):
+    """The task claims where it stopped; the batch run again (a new reader: a restarted driver, another task
+    attempt) reads to that claim, though the shard has grown since and the budget would take more."""
+    client = kinesis_client_for(kinesis_endpoint)
+    stream = make_stream(client, shards=1)
+    put_records(client, stream, [f"r{i}" for i in range(15)])
     options = capped_options(kinesis_endpoint, stream, cap=10)
     reader = KinesisStreamReader(options)
     start = reader.initialOffset()
-    from streaming.pyspark_compat import ReadMaxRows
-
-    middle = reader.latestOffset(start, ReadMaxRows(10))
-    end = reader.latestOffset(middle, ReadMaxRows(10))
-    planned = reader.partitions(middle, end)  # records the driver fetched
-    fresh = KinesisStreamReader(options)      # after a restart: nothing in memory
-    replayed = fresh.partitions(middle, end)
-    assert replayed[0].rows is None
-    first = [b.to_pylist() for b in reader.read(planned[0])]
-    second = [b.to_pylist() for b in fresh.read(replayed[0])]
-    assert first == second
-    assert [r["data"].decode() for b in first for r in b] == [f"r{i}" for i in range(10, 20)]
+    first = reader.latestOffset(start, ReadMaxRows(10))
+    assert [r["data"].decode() for part in reader.partitions(start, first) for b in reader.read(part)
+            for r in b.to_pylist()] == [f"r{i}" for i in range(10)]
+    second = reader.latestOffset(first, ReadMaxRows(10))
+    planned = reader.partitions(first, second)
+    once = [r["data"].decode() for b in reader.read(planned[0]) for r in b.to_pylist()]
+    assert once == [f"r{i}" for i in range(10, 15)]  # caught up: 5 of its 10
+    put_records(client, stream, [f"s{i}" for i in range(10)])
+    fresh = KinesisStreamReader(options)  # after a restart: Spark replays (first, second) from its checkpoint
+    again = [r["data"].decode() for part in fresh.partitions(first, second) for b in fresh.read(part)
+             for r in b.to_pylist()]
+    assert again == once
+    # and the next batch starts where the claim says, not where the replay could have gone (a read that stopped
+    # at its budget is followed by another batch without asking Kinesis first: here an empty one)
+    assert [batch for batch in read_by_hand(fresh, second, 10) if batch] == [[f"s{i}" for i in range(10)]]
 
 
 def test_read_ahead_keeps_reading_within_its_bound_and_hands_over_every_record(kinesis_endpoint):
@@ -186,7 +197,7 @@ def test_read_ahead_keeps_reading_within_its_bound_and_hands_over_every_record(k
 
     stream = one_shard_stream(kinesis_endpoint, [f"c{i}" for i in range(100)])
     options = capped_options(kinesis_endpoint, stream, cap=10)
-    reader = KinesisStreamReader(options)
+    reader = DriverKinesisStreamReader(options)  # the former reader, the benchmark's baseline
     try:
         offsets = [reader.initialOffset()]
         offsets.append(reader.latestOffset(offsets[0], ReadMaxRows(10)))
@@ -211,7 +222,7 @@ def test_read_ahead_keeps_reading_within_its_bound_and_hands_over_every_record(k
 
 def test_a_missing_stream_is_named(kinesis_endpoint):
     options = KinesisOptions.parse({"streamName": "no-such-stream", "endpointUrl": kinesis_endpoint,
-                                    "awsAccessKey": "x", "awsSecretKey": "x"})
+                                    "awsAccessKey": "x", "awsSecretKey": "x", "claimsPath": "claims"})
     with pytest.raises(KinesisStreamNotFoundError, match="no-such-stream"):
         KinesisStreamReader(options).initialOffset()
 
@@ -331,7 +342,7 @@ def test_a_checkpointed_shard_past_retention_is_data_loss_unless_it_was_read_to_
         # read to its end (closed) before it expired: nothing lost, it just leaves the offset
         drained = {**half_read, expired: {**half_read[expired], "closed": True}}
         end = reader.latestOffset({stream: drained}, ReadMaxRows(10))
-        assert set(end[stream]) == {shard}
+        assert set(end["from"][stream]) == {shard}
     finally:
         reader.stop()
     lenient = KinesisStreamReader(capped_options(kinesis_endpoint, stream, cap=10, failOnDataLoss="false"))
@@ -386,3 +397,24 @@ def test_an_assumed_role_signs_every_client_and_renews_itself(kinesis_endpoint, 
     monkeypatch.setattr(botocore.credentials, "_local_now", lambda: later)
     renewed = call_both()
     assert renewed and not renewed & first and "source" not in renewed
+
+
+def test_claims_on_s3_are_create_exclusive(s3_endpoint, monkeypatch):
+    """A cluster keeps the claims beside its checkpoint on S3: a conditional PUT makes the first one win."""
+    import boto3
+
+    from streaming.kinesis.claims import Claims
+
+    for name, value in {"AWS_ENDPOINT_URL_S3": s3_endpoint, "AWS_ACCESS_KEY_ID": "local",
+                        "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"claims-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    claims = Claims(f"s3://{bucket}/cp/pinpipe/claims-kinesis")
+    first, later = {"end": {"seq": "1", "sub": -1}}, {"end": {"seq": "2", "sub": -1}}
+    assert claims.claim(0, "s", "shardId-0", first) is first
+    assert claims.claim(0, "s", "shardId-0", later) == first
+    claims.claim(1, "s", "shardId-0", later)
+    assert claims.of_batch(0) == {("s", "shardId-0"): first}
+    claims.forget_before(1)
+    assert claims.of_batch(0) == {} and claims.of_batch(1) == {("s", "shardId-0"): later}

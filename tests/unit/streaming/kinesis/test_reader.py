@@ -12,13 +12,13 @@ from streaming.kinesis.shard_reader import Budget
 
 @pytest.fixture
 def reader():
-    reader = KinesisStreamReader(KinesisOptions.parse({"streamName": "s", "maxBytesPerTrigger": "1000"}))
+    reader = KinesisStreamReader(KinesisOptions.parse({"streamName": "s", "maxBytesPerTrigger": "1000", "claimsPath": "c"}))
     yield reader
     reader.stop()
 
 
 def test_a_micro_batch_is_capped_by_default():
-    reader = KinesisStreamReader(KinesisOptions.parse({"streamName": "s"}))
+    reader = KinesisStreamReader(KinesisOptions.parse({"streamName": "s", "claimsPath": "c"}))
     try:
         assert reader.getDefaultReadLimit() == ReadMaxRows(100_000)
     finally:
@@ -32,3 +32,10 @@ def test_the_shards_share_the_batch_budget_in_rows_and_bytes(reader):
 
 def test_read_all_available_lifts_the_bounds_as_spark_asks(reader):
     assert reader._budget(ReadAllAvailable(), 3) == Budget()
+
+
+def test_the_claims_folder_is_required():
+    from schemas.errors import OptionError
+
+    with pytest.raises(OptionError, match="claimsPath"):
+        KinesisStreamReader(KinesisOptions.parse({"streamName": "s"}))

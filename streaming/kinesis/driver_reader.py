@@ -1,0 +1,245 @@
+"""The former Kinesis reader, kept as ``pinpipe-kinesis-driver`` for ``benchmarks/kinesis_source.py``: the driver reads.
+
+The job reads with :mod:`streaming.kinesis.reader` (the executors read); this one stays until that one is measured
+against it, then goes.
+
+How ``latestOffset`` learns where each shard ends
+--------------------------------------------------
+Kinesis has no cheap "latest sequence number" for an open shard: the only way to learn how far a
+shard goes is to read it. Reading it once to plan the batch and again in the tasks would spend the
+5 GetRecords/s/shard quota twice. So the driver reads ahead: ``latestOffset`` calls GetRecords on
+every readable shard (within the batch's row cap), keeps the records in memory and returns the
+position after the last one; ``partitions`` hands those very records to the tasks inside the input
+partitions. Each record is fetched once. Only a batch replayed after a restart (its offsets in the
+checkpoint, the driver's memory gone) is re-read by its task, from the batch's start position to
+its end position, which returns the same records.
+
+The cost is that records pass through the driver, which bounds a query by one Python process's
+GetRecords throughput (measured in ``benchmarks/kinesis_source.py``). Its memory is bounded by
+each batch's budget, ``maxRecordsPerTrigger`` rows (default 100,000) and ``maxBytesPerTrigger``
+bytes (default 64 MiB), shared among the readable shards: the batch being planned plus at most
+``READ_AHEAD_CHUNKS`` budgets read ahead. (Spark's ``ReadAllAvailable``, passed by the deprecated
+``Trigger.Once``, lifts both, as Spark's contract asks.)
+
+availableNow: ``prepareForTriggerAvailableNow`` notes the time; each shard's run ends before its
+first record that arrived after it, and that end is kept for the rest of the run. A record with an
+earlier arrival time behind that one waits for the next run, as everything after the end does:
+arrival times are approximate and not always in sequence order, and skipping a record to read
+later ones would lose it for good.
+
+Lost records (a shard expired before it was read to its end, a position older than the trim
+horizon) follow ``failOnDataLoss``, as in Spark's Kafka source: see :mod:`streaming.kinesis.data_loss`.
+
+Offsets (in the Spark checkpoint): ``{stream: {shardId: position}}``, positions as in
+:mod:`streaming.kinesis.positions`; shards as planned by :mod:`streaming.kinesis.shards`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import pyarrow as pa
+from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+from streaming.pyspark_compat import (
+    ReadAllAvailable,
+    ReadLimit,
+    ReadMaxRows,
+    RemembersBatchStart,
+    SupportsTriggerAvailableNow,
+)
+
+from streaming import initial_offsets
+from streaming.kinesis import shards
+from streaming.kinesis.client import kinesis_client
+from streaming.kinesis.data_loss import report_data_loss
+from streaming.kinesis.options import KinesisOptions
+from streaming.kinesis.positions import TRIM_HORIZON, without_closed
+from streaming.kinesis.read_ahead import ReadAhead
+from streaming.kinesis.reader import cut_at
+from streaming.kinesis.records import SCHEMA, to_arrow
+from streaming.kinesis.shard_reader import Budget, KinesisStreamNotFoundError, ShardRead, ShardReader
+
+READ_AHEAD_CHUNKS = 2  # per shard, each within the batch's per-shard budget (rows and bytes)
+
+
+class DriverKinesisDataSource(DataSource):
+    """``spark.readStream.format("pinpipe-kinesis-driver")``."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "pinpipe-kinesis-driver"
+
+    def schema(self) -> str:
+        return SCHEMA
+
+    def streamReader(self, schema) -> "DriverKinesisStreamReader":
+        return DriverKinesisStreamReader(KinesisOptions.parse(self.options))
+
+
+@dataclass(frozen=True)
+class KinesisRange(InputPartition):
+    stream: str
+    shard: str
+    start: dict
+    end: dict
+    options: KinesisOptions
+    rows: pa.RecordBatch | None = None  # the records the driver already fetched (None after a restart)
+
+
+class DriverKinesisStreamReader(RemembersBatchStart, DataSourceStreamReader, SupportsTriggerAvailableNow):
+    def __init__(self, options: KinesisOptions) -> None:
+        self.options = options
+        self._client = None
+        self._fetched: dict[tuple[str, str, str], tuple[dict, pa.RecordBatch]] = {}
+        self._readers: dict[tuple[str, str], ShardReader] = {}
+        self._available_now_until: float | None = options.available_now_until
+        self._available_now_ends: dict[tuple[str, str], dict] = {}  # where a shard's availableNow run ends
+        self.lag: dict[str, dict[str, int | None]] = {}
+        self.read_ahead = ReadAhead(self._read, depth=READ_AHEAD_CHUNKS)
+
+    def __getstate__(self):
+        # Executors get the options only; fetched records travel inside the input partitions.
+        return {"options": self.options}
+
+    def __setstate__(self, state):
+        self.__init__(state["options"])
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = kinesis_client(self.options)
+        return self._client
+
+    def _list_shards(self, stream: str) -> list[dict]:
+        from botocore.exceptions import ClientError
+
+        listed, kwargs = [], {"StreamName": stream}
+        try:
+            while True:
+                page = self.client.list_shards(**kwargs)
+                listed.extend(page["Shards"])
+                if not page.get("NextToken"):
+                    return listed
+                kwargs = {"NextToken": page["NextToken"]}
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+                raise KinesisStreamNotFoundError(f"Kinesis stream {stream!r} not found: {error}") from None
+            raise
+
+    # -- offsets --------------------------------------------------------------------------------
+    def initialOffset(self) -> dict:
+        # Resolved once and kept in the checkpoint: `latest` (AT_TIMESTAMP of the query's start) and the
+        # shard list stay what batch 0 was planned from, when a restart replays it.
+        return initial_offsets.pinned(self.options.initial_offsets_path, lambda: {
+            stream: {shard["ShardId"]: dict(self.options.initial_position) for shard in self._list_shards(stream)}
+            for stream in self.options.streams})
+
+    def prepareForTriggerAvailableNow(self) -> None:
+        # Records that arrive after this moment belong to the next run.
+        self._available_now_until = time.time()
+        self._available_now_ends.clear()
+
+    def getDefaultReadLimit(self) -> ReadLimit:
+        return ReadMaxRows(self.options.max_records_per_trigger)
+
+    def _plan(self, stream: str, start: dict) -> tuple[dict, list[str]]:
+        listed = self._list_shards(stream)
+        for shard, position in shards.lost(start, listed).items():
+            report_data_loss(f"Kinesis stream {stream!r}, shard {shard}: the shard is gone (past the stream's "
+                             f"retention) and the query had read it only up to {position}",
+                             self.options.fail_on_data_loss, "going on without it")
+        return shards.plan(start, listed)
+
+    def _budget(self, limit: ReadLimit, shard_count: int) -> Budget:
+        """Each readable shard's share of the batch's bounds."""
+        if isinstance(limit, ReadAllAvailable):
+            return Budget()
+        rows = limit.max_rows if isinstance(limit, ReadMaxRows) else self.options.max_records_per_trigger
+        share = max(1, shard_count)
+        return Budget(rows=max(1, rows // share), bytes=max(1, self.options.max_bytes_per_trigger // share))
+
+    def latestOffset(self, start: dict | None = None, limit: ReadLimit | None = None) -> dict:
+        # Spark < 4.2 passes neither: the batch starts where the last one ended, bounded by the options.
+        start = self.batch_start(start)
+        plans = {stream: self._plan(stream, start.get(stream, {})) for stream in self.options.streams}
+        end = {stream: dict(known) for stream, (known, _) in plans.items()}
+        readable = [(stream, shard) for stream, (_, ready) in plans.items() for shard in ready
+                    if self._available_now_ends.get((stream, shard)) != end[stream][shard]]
+        per_shard = self._budget(self.getDefaultReadLimit() if limit is None else limit, len(readable))
+        if not readable:
+            return self.planned(end)
+
+        futures = [((stream, shard), self.read_ahead.fetch(stream, shard, end[stream][shard], per_shard))
+                   for stream, shard in readable]
+        for (stream, shard), future in futures:
+            result = future.result()
+            if self._available_now_until is not None:
+                result = cut_at(result, self._available_now_until, end[stream][shard])
+                if result.cut:
+                    self._available_now_ends[(stream, shard)] = result.position
+            self.lag.setdefault(stream, {})[shard] = result.millis_behind
+            position = dict(result.position)
+            if result.closed:
+                position["closed"] = True
+            begin = end[stream][shard]
+            end[stream][shard] = position
+            if result.rows:
+                self._fetched[(stream, shard, json.dumps(begin, sort_keys=True))] = (position, to_arrow(result.rows))
+                if not result.closed and not result.cut:
+                    self.read_ahead.chain(stream, shard, result.position, per_shard)
+        return self.planned(end)
+
+    def _read(self, stream: str, shard: str, position: dict, budget: Budget) -> ShardRead:
+        reader = self._readers.setdefault((stream, shard), ShardReader(self.client, self.options, stream, shard))
+        return reader.read(position, budget)
+
+    def reportLatestOffset(self) -> dict | None:
+        return {"millisBehindLatest": self.lag} if self.lag else None
+
+    def partitions(self, start: dict, end: dict) -> list[KinesisRange]:
+        self.planned(end)
+        ranges = []
+        for stream, shard_ends in end.items():
+            for shard, stop in shard_ends.items():
+                begin = start.get(stream, {}).get(shard, dict(TRIM_HORIZON))
+                if begin == stop:
+                    continue
+                cached = self._fetched.pop((stream, shard, json.dumps(begin, sort_keys=True)), None)
+                rows = cached[1] if cached and cached[0] == stop else None
+                if rows is None and "seq" not in stop:
+                    continue  # nothing was consumed (e.g. a closed, empty shard)
+                ranges.append(KinesisRange(stream, shard, begin, stop, self.options, rows))
+        return ranges
+
+    def read(self, partition: KinesisRange) -> Iterator[pa.RecordBatch]:
+        if partition.rows is not None:
+            yield partition.rows
+            return
+        # A replay after a restart: read the batch's range again, exactly.
+        reader = ShardReader(kinesis_client(partition.options), partition.options, partition.stream, partition.shard)
+        target = without_closed(partition.end)
+        position = partition.start
+        for _attempt in range(100):
+            result = reader.read(position, None, until=target)
+            if result.rows:
+                yield to_arrow(result.rows)
+            position = result.position
+            if position == target or result.closed:
+                break
+        if position != target:
+            raise RuntimeError(
+                f"replaying {partition.stream}/{partition.shard}: reached {position}, not the batch's end {target}; "
+                "the records may have expired from the stream (retention)")
+
+    def stop(self) -> None:
+        self.read_ahead.stop()
+
+    def commit(self, end: dict) -> None:
+        # Records fetched for ranges Spark will never plan again (e.g. after a failed batch) go.
+        live = {(s, sh, json.dumps(p, sort_keys=True)) for s, shard_ends in end.items() for sh, p in shard_ends.items()}
+        for key in [k for k in self._fetched if k not in live]:
+            del self._fetched[key]
+
