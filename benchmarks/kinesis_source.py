@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/kinesis_source.py --records 100000 --shards 2
 
 Reference: a plain loop over the shards (TRIM_HORIZON iterator, get_records(Limit=10000) until
-caught up), counting records. Pipeline: the Spark query with the pinpipe-kinesis source,
+caught up), counting records. Pipeline: the Spark query with the pinpipe-kinesis source (the executors read
+the shards), and the same query with the former reader, pinpipe-kinesis-driver (the driver reads every record),
 trigger(availableNow=True) with maxRecordsPerTrigger=--cap (so the source reads the next chunk
 while Spark processes the current one, as in a long-running stream), a foreachBatch sink that
 only counts. Two figures for the pipeline:
@@ -55,9 +56,14 @@ def boto3_loop(client, stream: str) -> int:
     return count
 
 
-def spark_query(spark, endpoint: str, stream: str, checkpoint: Path, cap: int) -> tuple[int, float, float]:
+READERS = {"executors": "pinpipe-kinesis", "driver": "pinpipe-kinesis-driver"}
+
+
+def spark_query(spark, endpoint: str, stream: str, checkpoint: Path, cap: int,
+                source: str = "pinpipe-kinesis") -> tuple[int, float, float]:
     counted = []
-    reader = (spark.readStream.format("pinpipe-kinesis").option("streamName", stream).option("endpointUrl", endpoint)
+    reader = (spark.readStream.format(source).option("streamName", stream).option("endpointUrl", endpoint)
+              .option("claimsPath", str(checkpoint / "claims"))
               .option("awsAccessKey", "local").option("awsSecretKey", "local").option("maxRecordsPerTrigger", str(cap))
               .option("initialPosition", "trim_horizon").option("shardFetchInterval", "0ms"))
     started = time.perf_counter()
@@ -96,36 +102,44 @@ def main() -> None:
         client.get_waiter("stream_exists").wait(StreamName=warmup, WaiterConfig={"Delay": 0.2})
         fill(client, warmup, min(args.records, 10_000), args.size)
         boto3_loop(client, warmup)
-        spark_query(spark, endpoint, warmup, work / "cp-warmup", args.cap)
+        for name, source in READERS.items():
+            spark_query(spark, endpoint, warmup, work / f"cp-warmup-{name}", args.cap, source)
         print("warm-up done (not counted)")
 
-        loop_times, wall_times, batch_times = [], [], []
+        loop_times = []
+        wall_times: dict[str, list[float]] = {name: [] for name in READERS}
+        batch_times: dict[str, list[float]] = {name: [] for name in READERS}
 
         def loop() -> None:
             started = time.perf_counter()
             assert boto3_loop(client, stream) == args.records
             loop_times.append(time.perf_counter() - started)
 
-        def source(attempt: int) -> None:
-            count, wall, batches = spark_query(spark, endpoint, stream, work / f"cp{attempt}", args.cap)
+        def query(attempt: int, name: str) -> None:
+            count, wall, batches = spark_query(spark, endpoint, stream, work / f"cp{attempt}-{name}", args.cap,
+                                               READERS[name])
             assert count == args.records, count
-            wall_times.append(wall)
-            batch_times.append(batches)
+            wall_times[name].append(wall)
+            batch_times[name].append(batches)
 
+        sides = [loop, lambda attempt: query(attempt, "executors"), lambda attempt: query(attempt, "driver")]
         for attempt in range(args.repeats):
-            if attempt % 2 == 0:
-                loop(), source(attempt)
-            else:
-                source(attempt), loop()
-            print(f"attempt {attempt + 1}: boto3 loop {loop_times[-1]:.1f}s, source query {wall_times[-1]:.1f}s "
-                  f"(micro-batches {batch_times[-1]:.1f}s)")
+            order = sides[attempt % 3:] + sides[:attempt % 3]  # each side goes first in turn
+            for side in order:
+                side() if side is loop else side(attempt)
+            print(f"attempt {attempt + 1}: boto3 loop {loop_times[-1]:.1f}s, "
+                  + ", ".join(f"{name} reader {wall_times[name][-1]:.1f}s (micro-batches {batch_times[name][-1]:.1f}s)"
+                              for name in READERS))
         reference = args.records / min(loop_times)
-        wall_rate = args.records / min(wall_times)
-        batch_rate = args.records / min(batch_times)
-        print(f"bare boto3 get_records loop:              {reference:10,.0f} records/s")
-        print(f"pinpipe-kinesis source, whole query:      {wall_rate:10,.0f} records/s  ratio {wall_rate / reference:.2f}x")
-        print(f"pinpipe-kinesis source, micro-batch time: {batch_rate:10,.0f} records/s  ratio {batch_rate / reference:.2f}x"
-              "  (goal >= 0.9x)")
+        print(f"bare boto3 get_records loop:                   {reference:10,.0f} records/s")
+        rates = {}
+        for name, source in READERS.items():
+            rates[name] = wall_rate, batch_rate = args.records / min(wall_times[name]), args.records / min(batch_times[name])
+            print(f"{source:22} whole query:      {wall_rate:10,.0f} records/s  vs the loop {wall_rate / reference:.2f}x"
+                  + ("  (goal >= 0.9x)" if name == "executors" else ""))
+            print(f"{source:22} micro-batch time: {batch_rate:10,.0f} records/s  vs the loop {batch_rate / reference:.2f}x")
+        print(f"executors' reader / driver's reader: whole query {rates['executors'][0] / rates['driver'][0]:.2f}x, "
+              f"micro-batches {rates['executors'][1] / rates['driver'][1]:.2f}x")
     finally:
         spark.stop()
         local.stop_service("kinesis", work / "services")

@@ -21,10 +21,11 @@ from pathlib import Path
 import pytest
 
 from emulator.generator import Dirt, generate
+from emulator import kinesis_target
 from emulator.kafka_target import produce
 from pinpipe.deploy import build_package, unpacked_environment
 from pinpipe.settings import Settings
-from pinpipe.wiring import kafka_target_args
+from pinpipe.wiring import kafka_target_args, kinesis_target_args
 from schemas.contracts import TABLES
 from tests.helpers import assert_each_batch_committed_once, assert_lake_matches
 from tests.helpers.airflow import AIRFLOW_PYTHON, AIRFLOW_VENV, MISSING, airflow_env, command_exists
@@ -259,11 +260,20 @@ def test_airflow_runs_the_daily_batch_on_the_cluster_over_the_streams_archive(cl
 
 
 def test_a_worker_killed_mid_run_is_survived_without_loss_or_duplicates(cluster: StandaloneCluster, topics,
-                                                                        kafka_broker, tmp_path):
+                                                                        kafka_broker, kinesis_endpoint, tmp_path):
+    """Kafka and Kinesis in one run; the executors read both (Kinesis: each task its shard, claiming where it
+    stopped), and a worker SIGKILLed while they read costs neither a record nor a duplicate."""
     (prefix, messages), lake = topics, tmp_path / "lake"
-    # Four micro-batches of the ~900 records: the kill after the first commit lands in the middle of the run.
-    env = submit_env(lake, prefix, kafka_broker, cluster.url, PINPIPE_MAX_OFFSETS_PER_TRIGGER="240")
-    process = spark_submit(["stream", "--available-now", "--sources", "kafka"], env, tmp_path, tmp_path / "run.log")
+    via_kinesis = list(generate(POSTS // 2, 12, Dirt(misrouted_rate=0.05), first_ind=100_001))
+    kinesis = {"PINPIPE_KINESIS__ENDPOINT_URL": kinesis_endpoint, "PINPIPE_KINESIS__ACCESS_KEY": "local",
+               "PINPIPE_KINESIS__SECRET_KEY": "local", "PINPIPE_KINESIS__INITIAL_POSITION": "trim_horizon",
+               "PINPIPE_KINESIS__SHARD_FETCH_INTERVAL": "0ms"}
+    settings = Settings(prefix=prefix, kinesis={"endpoint_url": kinesis_endpoint, "access_key": "local",
+                                                "secret_key": "local"})
+    kinesis_target.produce(via_kinesis, **kinesis_target_args(settings), shards=2, progress=False)
+    # Several micro-batches of each source: the kill after the first commit lands in the middle of the run.
+    env = submit_env(lake, prefix, kafka_broker, cluster.url, PINPIPE_MAX_OFFSETS_PER_TRIGGER="240", **kinesis)
+    process = spark_submit(["stream", "--available-now"], env, tmp_path, tmp_path / "run.log")
     victim = cluster.workers[1]
     try:
         deadline = time.monotonic() + RUN_TIMEOUT
@@ -284,8 +294,15 @@ def test_a_worker_killed_mid_run_is_survived_without_loss_or_duplicates(cluster:
     assert code == 0, _tail(output)
     assert re.search(r"(Lost executor|Executor lost|Removed executor|is now (LOST|EXITED|DEAD))", output), \
         "the driver never noticed the lost worker: the kill came too late"
-    assert_landed_once(lake, prefix, messages)
+    assert_landed_once(lake, prefix, messages + via_kinesis)
     assert_each_batch_committed_once(str(lake))  # the batch the kill interrupted was not committed twice
+    # GetRecords ran in the executors: their logs name each shard's read; the driver's does not.
+    reads = [line for worker in cluster.workers for log in worker.work_dir.glob(f"{app_id(output)}/*/stderr")
+             for line in log.read_text(errors="replace").splitlines()
+             if re.search(r"kinesis batch \d+ \S+/shardId-\d+: \d+ records in \d+ GetRecords calls", line)]
+    assert len({line.split(": ")[0].split("kinesis batch ")[1] for line in reads}) >= 6, reads  # 3 streams x 2 shards
+    assert sum(int(re.search(r": (\d+) records", line).group(1)) for line in reads) >= len(via_kinesis)
+    assert "GetRecords calls" not in output
 
 
 MSK_IAM_CLASSES = ("software.amazon.msk.auth.iam.IAMLoginModule",
