@@ -106,6 +106,7 @@ class ShardTask(InputPartition):
     budget: Budget | None = None
     until: float | None = None       # availableNow: the run's start (epoch s); later arrivals wait
     end: dict | None = None
+    seen_caught_up_at: float | None = None  # when the driver saw the shard caught up at ``start`` (epoch s)
 
 
 def is_planned_batch(offset: dict) -> bool:
@@ -151,6 +152,9 @@ def read_shard_task(task: ShardTask, claims: Claims) -> Iterator[pa.RecordBatch]
     if task.batch is None:
         yield from read_exactly(reader, task.start, task.end)
         return
+    if task.seen_caught_up_at is not None:
+        # Nothing came after ``start`` then: if its record has expired since, no record between was lost.
+        reader.seen_caught_up(task.start, task.seen_caught_up_at)
     claimed = claims.get(task.batch, task.stream, task.shard)
     if claimed is None:
         result = reader.read(task.start, task.budget)
@@ -326,8 +330,11 @@ class KinesisStreamReader(RemembersBatchStart, DataSourceStreamReader, SupportsT
         tasks = []
         for name in end["read"]:
             stream, shard = name.split("/", 1)
-            tasks.append(ShardTask(stream, shard, end["from"][stream][shard], self.options, batch=end["batch"],
-                                   budget=budget, until=end.get("until")))
+            start_at = end["from"][stream][shard]
+            probe = self._probes.get((stream, shard))
+            seen = probe.caught_up_at(start_at) if probe is not None else None
+            tasks.append(ShardTask(stream, shard, start_at, self.options, batch=end["batch"], budget=budget,
+                                   until=end.get("until"), seen_caught_up_at=seen))
         return tasks
 
     def read(self, partition: ShardTask) -> Iterator[pa.RecordBatch]:

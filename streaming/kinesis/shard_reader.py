@@ -82,6 +82,15 @@ class ShardReader:
                 return self._iterator(TRIM_HORIZON)
             raise
 
+    def seen_caught_up(self, position: dict, at: float) -> None:
+        """Another reader of this shard (the driver's) found nothing after ``position`` at ``at`` (epoch s)."""
+        self._caught_up = (dict(position), at)
+
+    def caught_up_at(self, position: dict) -> float | None:
+        """When this reader last found nothing after ``position`` (epoch s), if it did."""
+        seen = self._caught_up
+        return seen[1] if seen is not None and seen[0] == position else None
+
     def _lost(self, position: dict, why: str) -> None:
         seen = self._caught_up
         if seen is not None and seen[0] == position and time.time() - seen[1] < MIN_RETENTION_S:

@@ -57,3 +57,18 @@ def test_a_running_query_on_an_idle_shard_whose_last_record_expired_loses_nothin
     shard.expire(20)  # idle past the retention: 20 expires, then a record comes
     shard.put(30)
     assert [row[4] for row in reader.read(first.position, None).rows] == ["30"]
+
+
+def test_the_executors_reader_trusts_the_drivers_sighting_of_an_idle_shard():
+    """The driver's probe saw the shard caught up; the task's reader, new on an executor, is told so."""
+    shard = ExpiringShard(10, 20)
+    probe = reader_of(shard)
+    position = probe.read({"from": "TRIM_HORIZON"}, None).position
+    assert probe.read(position, None).rows == []  # the driver: caught up at 20
+    shard.expire(20)
+    shard.put(30)
+    with pytest.raises(KinesisDataLossError):  # a reader that knows nothing cannot tell
+        reader_of(shard).read(position, None)
+    task = reader_of(shard)
+    task.seen_caught_up(position, probe.caught_up_at(position))
+    assert [row[4] for row in task.read(position, None).rows] == ["30"]
