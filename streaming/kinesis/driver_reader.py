@@ -42,38 +42,26 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import pyarrow as pa
-from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
-from streaming.pyspark_compat import (
-    ReadAllAvailable,
-    ReadLimit,
-    ReadMaxRows,
-    RemembersBatchStart,
-    SupportsTriggerAvailableNow,
-)
+from pyspark.sql.datasource import DataSourceStreamReader, InputPartition
+from streaming.pyspark_compat import ReadLimit, RemembersBatchStart, SupportsTriggerAvailableNow
 
-from streaming import initial_offsets
-from streaming.kinesis import shards
 from streaming.kinesis.client import kinesis_client
-from streaming.kinesis.data_loss import report_data_loss
 from streaming.kinesis.options import KinesisOptions
-from streaming.kinesis.positions import TRIM_HORIZON, without_closed
+from streaming.kinesis.positions import TRIM_HORIZON
 from streaming.kinesis.read_ahead import ReadAhead
-from streaming.kinesis.reader import cut_at
-from streaming.kinesis.records import SCHEMA, to_arrow
-from streaming.kinesis.shard_reader import Budget, KinesisStreamNotFoundError, ShardRead, ShardReader
+from streaming.kinesis.reader import KinesisDataSource, ShardPlanner, cut_at, read_exactly
+from streaming.kinesis.records import to_arrow
+from streaming.kinesis.shard_reader import Budget, ShardRead, ShardReader
 
 READ_AHEAD_CHUNKS = 2  # per shard, each within the batch's per-shard budget (rows and bytes)
 
 
-class DriverKinesisDataSource(DataSource):
+class DriverKinesisDataSource(KinesisDataSource):
     """``spark.readStream.format("pinpipe-kinesis-driver")``."""
 
     @classmethod
     def name(cls) -> str:
         return "pinpipe-kinesis-driver"
-
-    def schema(self) -> str:
-        return SCHEMA
 
     def streamReader(self, schema) -> "DriverKinesisStreamReader":
         return DriverKinesisStreamReader(KinesisOptions.parse(self.options))
@@ -89,10 +77,9 @@ class KinesisRange(InputPartition):
     rows: pa.RecordBatch | None = None  # the records the driver already fetched (None after a restart)
 
 
-class DriverKinesisStreamReader(RemembersBatchStart, DataSourceStreamReader, SupportsTriggerAvailableNow):
+class DriverKinesisStreamReader(ShardPlanner, RemembersBatchStart, DataSourceStreamReader, SupportsTriggerAvailableNow):
     def __init__(self, options: KinesisOptions) -> None:
         self.options = options
-        self._client = None
         self._fetched: dict[tuple[str, str, str], tuple[dict, pa.RecordBatch]] = {}
         self._readers: dict[tuple[str, str], ShardReader] = {}
         self._available_now_until: float | None = options.available_now_until
@@ -100,66 +87,14 @@ class DriverKinesisStreamReader(RemembersBatchStart, DataSourceStreamReader, Sup
         self.lag: dict[str, dict[str, int | None]] = {}
         self.read_ahead = ReadAhead(self._read, depth=READ_AHEAD_CHUNKS)
 
-    def __getstate__(self):
-        # Executors get the options only; fetched records travel inside the input partitions.
-        return {"options": self.options}
-
-    def __setstate__(self, state):
-        self.__init__(state["options"])
-
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = kinesis_client(self.options)
-        return self._client
-
-    def _list_shards(self, stream: str) -> list[dict]:
-        from botocore.exceptions import ClientError
-
-        listed, kwargs = [], {"StreamName": stream}
-        try:
-            while True:
-                page = self.client.list_shards(**kwargs)
-                listed.extend(page["Shards"])
-                if not page.get("NextToken"):
-                    return listed
-                kwargs = {"NextToken": page["NextToken"]}
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ResourceNotFoundException":
-                raise KinesisStreamNotFoundError(f"Kinesis stream {stream!r} not found: {error}") from None
-            raise
-
     # -- offsets --------------------------------------------------------------------------------
     def initialOffset(self) -> dict:
-        # Resolved once and kept in the checkpoint: `latest` (AT_TIMESTAMP of the query's start) and the
-        # shard list stay what batch 0 was planned from, when a restart replays it.
-        return initial_offsets.pinned(self.options.initial_offsets_path, lambda: {
-            stream: {shard["ShardId"]: dict(self.options.initial_position) for shard in self._list_shards(stream)}
-            for stream in self.options.streams})
+        return self._initial_positions()
 
     def prepareForTriggerAvailableNow(self) -> None:
         # Records that arrive after this moment belong to the next run.
         self._available_now_until = time.time()
         self._available_now_ends.clear()
-
-    def getDefaultReadLimit(self) -> ReadLimit:
-        return ReadMaxRows(self.options.max_records_per_trigger)
-
-    def _plan(self, stream: str, start: dict) -> tuple[dict, list[str]]:
-        listed = self._list_shards(stream)
-        for shard, position in shards.lost(start, listed).items():
-            report_data_loss(f"Kinesis stream {stream!r}, shard {shard}: the shard is gone (past the stream's "
-                             f"retention) and the query had read it only up to {position}",
-                             self.options.fail_on_data_loss, "going on without it")
-        return shards.plan(start, listed)
-
-    def _budget(self, limit: ReadLimit, shard_count: int) -> Budget:
-        """Each readable shard's share of the batch's bounds."""
-        if isinstance(limit, ReadAllAvailable):
-            return Budget()
-        rows = limit.max_rows if isinstance(limit, ReadMaxRows) else self.options.max_records_per_trigger
-        share = max(1, shard_count)
-        return Budget(rows=max(1, rows // share), bytes=max(1, self.options.max_bytes_per_trigger // share))
 
     def latestOffset(self, start: dict | None = None, limit: ReadLimit | None = None) -> dict:
         # Spark < 4.2 passes neither: the batch starts where the last one ended, bounded by the options.
@@ -220,19 +155,7 @@ class DriverKinesisStreamReader(RemembersBatchStart, DataSourceStreamReader, Sup
             return
         # A replay after a restart: read the batch's range again, exactly.
         reader = ShardReader(kinesis_client(partition.options), partition.options, partition.stream, partition.shard)
-        target = without_closed(partition.end)
-        position = partition.start
-        for _attempt in range(100):
-            result = reader.read(position, None, until=target)
-            if result.rows:
-                yield to_arrow(result.rows)
-            position = result.position
-            if position == target or result.closed:
-                break
-        if position != target:
-            raise RuntimeError(
-                f"replaying {partition.stream}/{partition.shard}: reached {position}, not the batch's end {target}; "
-                "the records may have expired from the stream (retention)")
+        yield from read_exactly(reader, partition.start, partition.end)
 
     def stop(self) -> None:
         self.read_ahead.stop()

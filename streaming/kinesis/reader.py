@@ -184,18 +184,11 @@ def read_shard_task(task: ShardTask, claims: Claims) -> Iterator[pa.RecordBatch]
     yield from read_exactly(reader, task.start, claimed["end"])
 
 
-class KinesisStreamReader(RemembersBatchStart, DataSourceStreamReader, SupportsTriggerAvailableNow):
-    def __init__(self, options: KinesisOptions) -> None:
-        if not options.claims_path:
-            raise OptionError("option claimsPath is required: a folder beside the query's checkpoint (on S3 or DBFS "
-                              "for a cluster), where each task records where its read of a shard ended")
-        self.options = options
-        self.claims = Claims(options.claims_path)
-        self._client = None
-        self._probes: dict[tuple[str, str], ShardReader] = {}
-        self._available_now_until: float | None = options.available_now_until
-        self._ended: dict[tuple[str, str], dict] = {}  # availableNow: where a shard's run ended
-        self.lag: dict[str, dict[str, int | None]] = {}
+class ShardPlanner:
+    """What both readers share: the stream's shards, the initial positions, the batch's bounds."""
+
+    options: KinesisOptions
+    _client = None
 
     def __getstate__(self):
         return {"options": self.options}
@@ -225,19 +218,12 @@ class KinesisStreamReader(RemembersBatchStart, DataSourceStreamReader, SupportsT
                 raise KinesisStreamNotFoundError(f"Kinesis stream {stream!r} not found: {error}") from None
             raise
 
-    # -- offsets --------------------------------------------------------------------------------
-    def initialOffset(self) -> dict:
+    def _initial_positions(self) -> dict:
         # Resolved once and kept in the checkpoint: `latest` (AT_TIMESTAMP of the query's start) and the
         # shard list stay what batch 0 was planned from, when a restart replays it.
-        positions = initial_offsets.pinned(self.options.initial_offsets_path, lambda: {
+        return initial_offsets.pinned(self.options.initial_offsets_path, lambda: {
             stream: {shard["ShardId"]: dict(self.options.initial_position) for shard in self._list_shards(stream)}
             for stream in self.options.streams})
-        return {"batch": -1, "from": positions, "read": []}
-
-    def prepareForTriggerAvailableNow(self) -> None:
-        # Records that arrive after this moment belong to the next run.
-        self._available_now_until = time.time()
-        self._ended.clear()
 
     def getDefaultReadLimit(self) -> ReadLimit:
         return ReadMaxRows(self.options.max_records_per_trigger)
@@ -257,6 +243,28 @@ class KinesisStreamReader(RemembersBatchStart, DataSourceStreamReader, SupportsT
         rows = limit.max_rows if isinstance(limit, ReadMaxRows) else self.options.max_records_per_trigger
         share = max(1, shard_count)
         return Budget(rows=max(1, rows // share), bytes=max(1, self.options.max_bytes_per_trigger // share))
+
+
+class KinesisStreamReader(ShardPlanner, RemembersBatchStart, DataSourceStreamReader, SupportsTriggerAvailableNow):
+    def __init__(self, options: KinesisOptions) -> None:
+        if not options.claims_path:
+            raise OptionError("option claimsPath is required: a folder beside the query's checkpoint (on S3 or DBFS "
+                              "for a cluster), where each task records where its read of a shard ended")
+        self.options = options
+        self.claims = Claims(options.claims_path)
+        self._probes: dict[tuple[str, str], ShardReader] = {}
+        self._available_now_until: float | None = options.available_now_until
+        self._ended: dict[tuple[str, str], dict] = {}  # availableNow: where a shard's run ended
+        self.lag: dict[str, dict[str, int | None]] = {}
+
+    # -- offsets --------------------------------------------------------------------------------
+    def initialOffset(self) -> dict:
+        return {"batch": -1, "from": self._initial_positions(), "read": []}
+
+    def prepareForTriggerAvailableNow(self) -> None:
+        # Records that arrive after this moment belong to the next run.
+        self._available_now_until = time.time()
+        self._ended.clear()
 
     def _where_it_stopped(self, start: dict) -> tuple[dict, set[tuple[str, str]]]:
         """The positions after the batch ``start`` names (its claims over its start) and the shards whose
