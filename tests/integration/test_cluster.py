@@ -297,12 +297,12 @@ def test_a_worker_killed_mid_run_is_survived_without_loss_or_duplicates(cluster:
     assert_landed_once(lake, prefix, messages + via_kinesis)
     assert_each_batch_committed_once(str(lake))  # the batch the kill interrupted was not committed twice
     # GetRecords ran in the executors: their logs name each shard's read; the driver's does not.
-    reads = [line for worker in cluster.workers for log in worker.work_dir.glob(f"{app_id(output)}/*/stderr")
-             for line in log.read_text(errors="replace").splitlines()
-             if re.search(r"kinesis batch \d+ \S+/shardId-\d+: \d+ records in \d+ GetRecords calls", line)]
-    assert len({line.split(": ")[0].split("kinesis batch ")[1] for line in reads}) >= 6, reads  # 3 streams x 2 shards
-    assert sum(int(re.search(r": (\d+) records", line).group(1)) for line in reads) >= len(via_kinesis)
-    assert "GetRecords calls" not in output
+    read = re.compile(r"kinesis batch (\d+) (\S+/shardId-\d+): (\d+) records in \d+ GetRecords calls")
+    reads = [match.groups() for worker in cluster.workers for log in worker.work_dir.glob(f"{app_id(output)}/*/stderr")
+             for match in read.finditer(log.read_text(errors="replace"))]
+    assert len({shard for _, shard, _ in reads}) == 6, reads  # 3 streams x 2 shards, each read by a task
+    assert sum(int(records) for _, _, records in reads) >= len(via_kinesis), reads  # every record, on an executor
+    assert "GetRecords calls" not in output  # and none in the driver
 
 
 MSK_IAM_CLASSES = ("software.amazon.msk.auth.iam.IAMLoginModule",
