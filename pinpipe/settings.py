@@ -57,7 +57,7 @@ class KinesisSettings(BaseModel):
     initial_position: Literal["trim_horizon", "earliest", "latest"] = "trim_horizon"
     max_records_per_fetch: int = Field(10_000, gt=0, le=10_000)
     shard_fetch_interval: str = Field("200ms", pattern=r"^\d+(\.\d+)?(ms|s)$")
-    # Bytes (data + partition key) one micro-batch may hold in the driver's read-ahead.
+    # Bytes (data + partition key) one micro-batch may read; each shard's task holds its share.
     max_bytes_per_trigger: int = Field(64 * 1024 * 1024, gt=0)
     sts_endpoint: str | None = None  # for role_arn: STS endpoint (e.g. a VPC endpoint); unset: boto3's
 

@@ -142,10 +142,9 @@ def on_databricks() -> bool:
 
 
 def register_data_sources(spark: SparkSession) -> None:
-    """pinpipe-kinesis and pinpipe-archive, for ``spark.readStream.format(...)`` (Kafka is Spark's own); and
-    pinpipe-kinesis-driver, the former Kinesis reader, which the benchmark measures the job's against."""
+    """pinpipe-kinesis and pinpipe-archive, for ``spark.readStream.format(...)`` (Kafka is Spark's own)."""
     from batch.archive_source import ArchiveDataSource
-    from streaming.kinesis import DriverKinesisDataSource, KinesisDataSource
+    from streaming.kinesis import KinesisDataSource
 
-    for source in (KinesisDataSource, DriverKinesisDataSource, ArchiveDataSource):
+    for source in (KinesisDataSource, ArchiveDataSource):
         spark.dataSource.register(source)

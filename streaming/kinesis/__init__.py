@@ -13,11 +13,9 @@ One module a job: ``options`` (names, defaults, validation), ``positions`` (posi
 ``shards`` (the pure resharding planner), ``records`` (KPL deaggregation, Arrow rows), ``client``
 (boto3 clients, assumed roles), ``data_loss`` (failOnDataLoss), ``shard_reader`` (GetRecords on one shard),
 ``claims`` (where each task's read ended, per batch), ``reader`` (Spark's reader protocol: the driver plans, the
-executors read; its docstring explains how). ``driver_reader`` and ``read_ahead``: the former reader, whose driver
-read every record, kept as ``pinpipe-kinesis-driver`` for the benchmark.
+executors read; its docstring explains how).
 """
 
-from streaming.kinesis.driver_reader import DriverKinesisDataSource
 from streaming.kinesis.reader import KinesisDataSource, KinesisStreamReader
 
-__all__ = ["DriverKinesisDataSource", "KinesisDataSource", "KinesisStreamReader"]
+__all__ = ["KinesisDataSource", "KinesisStreamReader"]

@@ -85,13 +85,23 @@ def _session(options: KinesisOptions):
                                  aws_access_key_id=options.access_key, aws_secret_access_key=options.secret_key)
 
 
+_clients: dict[tuple, object] = {}
+_clients_lock = threading.Lock()
+
+
 def kinesis_client(options: KinesisOptions):
-    """A boto3 client whose retries (throttling included) are botocore's adaptive mode."""
+    """A boto3 client whose retries (throttling included) are botocore's adaptive mode; one per endpoint
+    and credentials in a process (clients are thread-safe; building one costs ~0.1 s, and an executor's
+    Python worker runs one task after another)."""
     from botocore.config import Config
 
-    config = Config(retries={"max_attempts": 10, "mode": "adaptive"}, connect_timeout=10, read_timeout=60,
-                    max_pool_connections=32)
-    return _session(options).client("kinesis", endpoint_url=options.endpoint_url, config=config)
+    key = (options.endpoint_url, _credentials_key(options))
+    with _clients_lock:
+        if key not in _clients:
+            config = Config(retries={"max_attempts": 10, "mode": "adaptive"}, connect_timeout=10, read_timeout=60,
+                            max_pool_connections=32)
+            _clients[key] = _session(options).client("kinesis", endpoint_url=options.endpoint_url, config=config)
+        return _clients[key]
 
 
 _short_timeout_clients: dict[tuple, object] = {}

@@ -38,6 +38,7 @@ class KinesisOptions:
     initial_offsets_path: str | None = None
     claims_path: str | None = None  # where each task records where its read of a shard ended (see claims)
     available_now_until: float | None = None  # Spark < 4.2: pinpipe's availableNow run began then
+    log_reads: bool = False  # each task logs its shard read (records, GetRecords calls) to the executor's log
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> "KinesisOptions":
@@ -65,6 +66,7 @@ class KinesisOptions:
             initial_offsets_path=get("initialOffsetsPath") or None,
             claims_path=get("claimsPath") or None,
             available_now_until=float(get("availableNowUntil")) if get("availableNowUntil") else None,
+            log_reads=flag(options, "logReads", False),
         )
 
 

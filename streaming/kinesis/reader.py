@@ -69,7 +69,8 @@ log = logging.getLogger(__name__)
 
 def executor_log() -> logging.Logger:
     """The reader's logger where it reads, on an executor: INFO lines to the executor's stderr (Spark's
-    Python workers configure no logging)."""
+    Python workers configure no logging). Only with ``logReads``: on a local master that stderr is the
+    console."""
     if not logging.getLogger().handlers and not log.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -77,6 +78,8 @@ def executor_log() -> logging.Logger:
         log.setLevel(logging.INFO)
         log.propagate = False
     return log
+
+
 PROBE = Budget(rows=1)  # the driver's look at a caught-up shard: is there a record after the position?
 
 
@@ -167,10 +170,7 @@ def read_shard_task(task: ShardTask, claims: Claims) -> Iterator[pa.RecordBatch]
                 "millisBehind": result.millis_behind, "calls": reader.calls}
         claimed = claims.claim(task.batch, task.stream, task.shard, mine)
         if claimed is mine:
-            executor_log().info("kinesis batch %d %s/%s: %d records in %d GetRecords calls, %.2fs, pid %d",
-                                task.batch,
-                                task.stream, task.shard, len(result.rows), reader.calls, time.perf_counter() - started,
-                                os.getpid())
+            _log_read(task, f"{len(result.rows)} records in {reader.calls} GetRecords calls", started)
             if result.rows:
                 yield to_arrow(result.rows)
             return
@@ -179,9 +179,25 @@ def read_shard_task(task: ShardTask, claims: Claims) -> Iterator[pa.RecordBatch]
         last = {"seq": kept[-1][4], "sub": kept[-1][5]} if kept else task.start
         if kept:
             yield to_arrow(kept)
-        yield from read_exactly(reader, last, claimed["end"])
-        return
-    yield from read_exactly(reader, task.start, claimed["end"])
+        rows = len(kept) + (yield from _counted(read_exactly(reader, last, claimed["end"])))
+    else:
+        rows = yield from _counted(read_exactly(reader, task.start, claimed["end"]))
+    _log_read(task, f"{rows} records read again to its claim", started)
+
+
+def _counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Yields the batches; returns how many rows they held."""
+    rows = 0
+    for batch in batches:
+        rows += batch.num_rows
+        yield batch
+    return rows
+
+
+def _log_read(task: ShardTask, what: str, started: float) -> None:
+    if task.options.log_reads:
+        executor_log().info("kinesis batch %d %s/%s: %s, %.2fs, pid %d", task.batch, task.stream, task.shard, what,
+                            time.perf_counter() - started, os.getpid())
 
 
 class ShardPlanner:

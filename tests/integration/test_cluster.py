@@ -2,8 +2,9 @@
 
 `./spark-submit.sh` with `PINPIPE_SPARK_MASTER=spark://...` ships the packed environment
 (`make package`); the tables it lands hold every record once with its cleaned values (the same
-oracle as the local-mode tests), with executors on both workers; a worker SIGKILLed mid-run is
-survived; and no secret leaks into a command line or a log.
+oracle as the local-mode tests), with executors on both workers; a worker SIGKILLed mid-run and a
+driver SIGKILLed mid-batch are survived (the executors read Kafka and Kinesis); and no secret leaks
+into a command line or a log.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 POSTS = 300
 SENTINEL = f"sentinel-secret-{uuid.uuid4().hex}"
 RUN_TIMEOUT = 900  # 2 shared cores: a cluster run can take minutes while other Spark jobs run
+KINESIS_LOCAL = {"PINPIPE_KINESIS__ACCESS_KEY": "local", "PINPIPE_KINESIS__SECRET_KEY": "local",
+                 "PINPIPE_KINESIS__INITIAL_POSITION": "trim_horizon", "PINPIPE_KINESIS__SHARD_FETCH_INTERVAL": "0ms"}
 
 
 @pytest.fixture(scope="session")
@@ -265,9 +268,7 @@ def test_a_worker_killed_mid_run_is_survived_without_loss_or_duplicates(cluster:
     stopped), and a worker SIGKILLed while they read costs neither a record nor a duplicate."""
     (prefix, messages), lake = topics, tmp_path / "lake"
     via_kinesis = list(generate(POSTS // 2, 12, Dirt(misrouted_rate=0.05), first_ind=100_001))
-    kinesis = {"PINPIPE_KINESIS__ENDPOINT_URL": kinesis_endpoint, "PINPIPE_KINESIS__ACCESS_KEY": "local",
-               "PINPIPE_KINESIS__SECRET_KEY": "local", "PINPIPE_KINESIS__INITIAL_POSITION": "trim_horizon",
-               "PINPIPE_KINESIS__SHARD_FETCH_INTERVAL": "0ms"}
+    kinesis = {"PINPIPE_KINESIS__ENDPOINT_URL": kinesis_endpoint, **KINESIS_LOCAL}
     settings = Settings(prefix=prefix, kinesis={"endpoint_url": kinesis_endpoint, "access_key": "local",
                                                 "secret_key": "local"})
     kinesis_target.produce(via_kinesis, **kinesis_target_args(settings), shards=2, progress=False)
@@ -303,6 +304,56 @@ def test_a_worker_killed_mid_run_is_survived_without_loss_or_duplicates(cluster:
     assert len({shard for _, shard, _ in reads}) == 6, reads  # 3 streams x 2 shards, each read by a task
     assert sum(int(records) for _, _, records in reads) >= len(via_kinesis), reads  # every record, on an executor
     assert "GetRecords calls" not in output  # and none in the driver
+
+
+def test_the_driver_killed_mid_batch_is_survived_without_loss_or_duplicates(cluster: StandaloneCluster, kafka_broker,
+                                                                            kinesis_endpoint, tmp_path):
+    """SIGKILL the driver while a Kinesis batch is in flight (its tasks have claimed where they stopped, the
+    batch has not committed); the next run replays that batch exactly from the claims: nothing lost or doubled."""
+    prefix, lake = f"d{uuid.uuid4().hex[:10]}", tmp_path / "lake"
+    via_kinesis = list(generate(60, 13, Dirt(misrouted_rate=0.05)))
+    settings = Settings(prefix=prefix, lake=str(lake), kinesis={"endpoint_url": kinesis_endpoint,
+                                                                "access_key": "local", "secret_key": "local"})
+    kinesis_target.produce(via_kinesis, **kinesis_target_args(settings), shards=2, progress=False)
+    env = submit_env(lake, prefix, kafka_broker, cluster.url, PINPIPE_KINESIS__ENDPOINT_URL=kinesis_endpoint,
+                     **KINESIS_LOCAL)
+    args = ["stream", "--available-now", "--sources", "kinesis"]
+    checkpoint, batch = Path(settings.checkpoint_path("kinesis")), 0
+    claims = checkpoint / "pinpipe" / "claims-kinesis"
+    # The first run takes 60 of the 180 records a batch; the rerun, the default cap: the rest in one batch.
+    process = spark_submit(args, {**env, "PINPIPE_MAX_OFFSETS_PER_TRIGGER": "60"}, tmp_path, tmp_path / "killed.log")
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        # Mid-batch: the batch's tasks have claimed (read, and handing rows to Spark), the batch not committed.
+        while not (list((claims / str(batch)).glob("*/*.json")) and not (checkpoint / "commits" / str(batch)).exists()):
+            assert process.poll() is None, f"the run ended before the kill:\n{_tail((tmp_path / 'killed.log').read_text())}"
+            assert time.monotonic() < deadline, "no batch was caught in flight"
+            if (checkpoint / "commits" / str(batch)).exists():
+                batch += 1  # missed it: the next one
+            time.sleep(0.05)
+        os.killpg(process.pid, 9)  # the launcher, the driver's JVM and its Python: the whole driver
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+    claimed = {f"{path.parent.name}/{path.stem}": json.loads(path.read_text())
+               for path in (claims / str(batch)).glob("*/*.json")}
+    assert not (checkpoint / "commits" / str(batch)).exists(), f"batch {batch} committed before the kill"
+    output = run_to_the_end(args, env, tmp_path, tmp_path / "rerun.log")
+    assert_landed_once(lake, prefix, via_kinesis)
+    assert_each_batch_committed_once(str(lake))
+    # The rerun's executors read each shard the killed batch had claimed exactly to its claim, no further,
+    # and the batch's other shards afresh.
+    logs = "\n".join(log.read_text(errors="replace") for worker in cluster.workers
+                     for log in worker.work_dir.glob(f"{app_id(output)}/*/stderr"))
+    replayed = {shard: int(rows) for shard, rows in
+                re.findall(rf"kinesis batch {batch} (\S+/shardId-\d+): (\d+) records read again to its claim", logs)}
+    fresh = re.findall(rf"kinesis batch {batch} (\S+/shardId-\d+): \d+ records in \d+ GetRecords calls", logs)
+    planned = json.loads((checkpoint / "offsets" / str(batch)).read_text().splitlines()[-1])["read"]
+    assert replayed == {shard: claim["rows"] for shard, claim in claimed.items()}, (replayed, claimed)
+    assert sorted([*replayed, *fresh]) == sorted(planned), (replayed, fresh, planned)
+    print(f"killed the driver in batch {batch}: {len(claimed)} of its {len(planned)} shards claimed; the rerun "
+          f"read those again exactly, the others afresh")
 
 
 MSK_IAM_CLASSES = ("software.amazon.msk.auth.iam.IAMLoginModule",

@@ -15,7 +15,6 @@ from streaming.pyspark_compat import ReadMaxRows
 
 from streaming.kinesis.data_loss import KinesisDataLossError
 from streaming.kinesis.options import KinesisOptions
-from streaming.kinesis.driver_reader import READ_AHEAD_CHUNKS, DriverKinesisStreamReader
 from streaming.kinesis.reader import KinesisStreamReader
 from streaming.kinesis.shard_reader import KinesisStreamNotFoundError
 from streaming.job import Trigger, python_source_available_now, start_query
@@ -190,34 +189,6 @@ def test_a_batch_run_again_reads_exactly_what_its_first_run_read(kinesis_endpoin
     # and the next batch starts where the claim says, not where the replay could have gone (a read that stopped
     # at its budget is followed by another batch without asking Kinesis first: here an empty one)
     assert [batch for batch in read_by_hand(fresh, second, 10) if batch] == [[f"s{i}" for i in range(10)]]
-
-
-def test_read_ahead_keeps_reading_within_its_bound_and_hands_over_every_record(kinesis_endpoint):
-    from streaming.pyspark_compat import ReadMaxRows
-
-    stream = one_shard_stream(kinesis_endpoint, [f"c{i}" for i in range(100)])
-    options = capped_options(kinesis_endpoint, stream, cap=10)
-    reader = DriverKinesisStreamReader(options)  # the former reader, the benchmark's baseline
-    try:
-        offsets = [reader.initialOffset()]
-        offsets.append(reader.latestOffset(offsets[0], ReadMaxRows(10)))
-        key = (stream, next(iter(offsets[1][stream])))
-        deadline = time.monotonic() + 30
-        while len(reader.read_ahead.pending(*key)) < READ_AHEAD_CHUNKS and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)  # a chain that ignored its bound would have grown by now
-        chain = reader.read_ahead.pending(*key)
-        assert len(chain) == READ_AHEAD_CHUNKS  # read ahead, without Spark asking, and no further
-        # chunk by chunk: each starts where the one before ended
-        assert chain[0][0] == offsets[1][stream][key[1]]
-        assert chain[1][0] == chain[0][2].result().position
-        while offsets[-1] != offsets[-2] or len(offsets) < 3:
-            offsets.append(reader.latestOffset(offsets[-1], ReadMaxRows(10)))
-        values = [r["data"].decode() for before, after in zip(offsets, offsets[1:])
-                  for part in reader.partitions(before, after) for b in reader.read(part) for r in b.to_pylist()]
-        assert values == [f"c{i}" for i in range(100)]
-    finally:
-        reader.stop()
 
 
 def test_a_missing_stream_is_named(kinesis_endpoint):
