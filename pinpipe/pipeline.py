@@ -89,7 +89,8 @@ def start_source_query(spark: SparkSession, settings: Settings, source: str, ava
     # Spark's Kafka source keeps its initial offsets in the checkpoint itself; Kinesis' are pinned for it.
     # Kinesis: its initial offsets pinned, and where each task's read of a shard ended, beside the checkpoint.
     # On a cluster each Kinesis task logs its read to its executor's log (locally that is the console).
-    pinned = ({INITIAL_OFFSETS: initial_offsets_path(checkpoint, source), CLAIMS: claims_path(checkpoint, source),
+    pinned = ({INITIAL_OFFSETS: initial_offsets_path(checkpoint, source),
+               CLAIMS: settings.kinesis.claims_path or claims_path(checkpoint, source),
                "logReads": str(not spark.sparkContext.master.startswith("local")).lower()}
               if source == "kinesis" else {})
     source_options, source_trigger = {**options(settings), **pinned}, trigger(settings, available_now)

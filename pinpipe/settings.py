@@ -60,6 +60,9 @@ class KinesisSettings(BaseModel):
     # Bytes (data + partition key) one micro-batch may read; each shard's task holds its share.
     max_bytes_per_trigger: int = Field(64 * 1024 * 1024, gt=0)
     sts_endpoint: str | None = None  # for role_arn: STS endpoint (e.g. a VPC endpoint); unset: boto3's
+    # Where the tasks record where each shard's read ended (s3://, dbfs:/ or a folder every node mounts);
+    # unset: <checkpoint>/pinpipe/claims-kinesis. Set it when the lake is on HDFS, ABFS or GCS.
+    claims_path: str | None = None
 
 
 class S3Settings(BaseModel):

@@ -17,10 +17,17 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from urllib.parse import urlparse
 
+from schemas.errors import OptionError, PinpipeError
+
 OPTION = "claimsPath"
+
+
+class ClaimsError(PinpipeError, RuntimeError):
+    """A claim is not where it must be (a committed batch's, unseen by the driver) or is another checkpoint's."""
 
 
 def claims_path(checkpoint: str, source: str) -> str:
@@ -35,6 +42,13 @@ class Claims:
             root = "/dbfs/" + root[len("dbfs:/"):].lstrip("/")
         self.root = root.rstrip("/")
         parsed = urlparse(self.root)
+        if parsed.scheme == "file":
+            self.root = parsed.path.rstrip("/")
+        elif len(parsed.scheme) > 1 and parsed.scheme not in ("s3", "s3a"):
+            # A claim must be created once, atomically, where the driver and every executor see it.
+            raise OptionError(f"option {OPTION} is {root!r}: claims are kept on s3://, dbfs:/ or a folder every "
+                              f"node mounts (NFS, /dbfs, /Volumes), not on {parsed.scheme}://; with the lake there, "
+                              "set PINPIPE_KINESIS__CLAIMS_PATH")
         self._s3 = parsed.scheme in ("s3", "s3a")
         self._bucket, self._prefix = (parsed.netloc, parsed.path.lstrip("/")) if self._s3 else (None, None)
         self._client = None
@@ -66,12 +80,18 @@ class Claims:
         if self._s3:
             from botocore.exceptions import ClientError
 
-            try:
-                self.client.put_object(Bucket=self._bucket, Key=key, Body=body, IfNoneMatch="*")
-                return record
-            except ClientError as error:
-                if error.response["Error"]["Code"] not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                    raise
+            for attempt in range(5):
+                try:
+                    self.client.put_object(Bucket=self._bucket, Key=key, Body=body, IfNoneMatch="*")
+                    return record
+                except ClientError as error:
+                    code = error.response["Error"]["Code"]
+                    if code == "ConditionalRequestConflict" and attempt < 4:  # a racing PUT in flight: ask again
+                        time.sleep(0.2 * (attempt + 1))
+                        continue
+                    if code not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                        raise
+                    break
         else:
             os.makedirs(os.path.dirname(key), exist_ok=True)
             aside = f"{key}.{uuid.uuid4().hex}.tmp"
@@ -108,29 +128,22 @@ class Claims:
         except FileNotFoundError:
             return None
 
-    def of_batch(self, batch: int) -> dict[tuple[str, str], dict]:
-        """{(stream, shard): claim} of every shard the batch's tasks read."""
-        found: dict[tuple[str, str], dict] = {}
-        for stream, shard in self._listed(batch):
-            claim = self.get(batch, stream, shard)
-            if claim is not None:
-                found[(stream, shard)] = claim
-        return found
+    def of_batch(self, batch: int, read: list[str]) -> dict[tuple[str, str], dict]:
+        """{(stream, shard): claim} of every shard the batch read (``read``: "stream/shard" names).
 
-    def _listed(self, batch: int) -> list[tuple[str, str]]:
-        if self._s3:
-            prefix, names = f"{self._prefix}/{batch}/", []
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    stream, _, name = item["Key"][len(prefix):].partition("/")
-                    if name.endswith(".json") and "/" not in name:
-                        names.append((stream, name[:-len(".json")]))
-            return names
-        folder = os.path.join(os.path.abspath(self.root), str(batch))
-        if not os.path.isdir(folder):
-            return []
-        return [(stream, name[:-len(".json")]) for stream in sorted(os.listdir(folder))
-                for name in sorted(os.listdir(os.path.join(folder, stream))) if name.endswith(".json")]
+        The batch has committed, so each of its tasks stored a claim; one missing means the driver does
+        not see the folder the executors wrote to, and planning on would read the shard again.
+        """
+        found: dict[tuple[str, str], dict] = {}
+        for name in read:
+            stream, shard = name.split("/", 1)
+            claim = self.get(batch, stream, shard)
+            if claim is None:
+                raise ClaimsError(
+                    f"batch {batch} read Kinesis {name}, and its claim is not in {self.root}: the driver must see "
+                    f"the folder every executor writes to ({OPTION}: s3://, dbfs:/ or a shared mount)")
+            found[(stream, shard)] = claim
+        return found
 
     def forget_before(self, batch: int) -> None:
         """Drop the claims of batches before ``batch`` (committed: Spark never runs them again)."""

@@ -56,7 +56,7 @@ from streaming.pyspark_compat import (
 from schemas.errors import OptionError
 from streaming import initial_offsets
 from streaming.kinesis import shards
-from streaming.kinesis.claims import Claims
+from streaming.kinesis.claims import Claims, ClaimsError
 from streaming.kinesis.client import kinesis_client
 from streaming.kinesis.data_loss import report_data_loss
 from streaming.kinesis.options import KinesisOptions
@@ -166,7 +166,7 @@ def read_shard_task(task: ShardTask, claims: Claims) -> Iterator[pa.RecordBatch]
         end = dict(result.position)
         if result.closed and not result.cut:
             end["closed"] = True
-        mine = {"end": end, "rows": len(result.rows), "full": result.full, "cut": result.cut,
+        mine = {"from": task.start, "end": end, "rows": len(result.rows), "full": result.full, "cut": result.cut,
                 "millisBehind": result.millis_behind, "calls": reader.calls}
         claimed = claims.claim(task.batch, task.stream, task.shard, mine)
         if claimed is mine:
@@ -175,14 +175,26 @@ def read_shard_task(task: ShardTask, claims: Claims) -> Iterator[pa.RecordBatch]
                 yield to_arrow(result.rows)
             return
         # Another attempt of this task claimed first: keep to what it read.
+        _check_same_start(task, claimed)
         kept = [row for row in result.rows if is_at_or_before(without_closed(claimed["end"]), row[4], row[5])]
         last = {"seq": kept[-1][4], "sub": kept[-1][5]} if kept else task.start
         if kept:
             yield to_arrow(kept)
         rows = len(kept) + (yield from _counted(read_exactly(reader, last, claimed["end"])))
     else:
+        _check_same_start(task, claimed)
         rows = yield from _counted(read_exactly(reader, task.start, claimed["end"]))
     _log_read(task, f"{rows} records read again to its claim", started)
+
+
+def _check_same_start(task: ShardTask, claimed: dict) -> None:
+    """A claim found for this batch and shard must have been read from this task's start; one that was not is
+    left from another checkpoint (a rewound or replaced one sharing the claims folder), and reading to it
+    could skip or repeat records."""
+    if "from" in claimed and claimed["from"] != task.start:
+        raise ClaimsError(
+            f"the claim of Kinesis batch {task.batch}, {task.stream}/{task.shard} was read from {claimed['from']}, "
+            f"not from this batch's start {task.start}: the claims folder holds another checkpoint's claims")
 
 
 def _counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -289,7 +301,7 @@ class KinesisStreamReader(ShardPlanner, RemembersBatchStart, DataSourceStreamRea
             return {stream: dict(positions) for stream, positions in start.items()}, set()
         positions = {stream: dict(shard_positions) for stream, shard_positions in start["from"].items()}
         full = set()
-        for (stream, shard), claim in self.claims.of_batch(start["batch"]).items():
+        for (stream, shard), claim in self.claims.of_batch(start["batch"], start.get("read", [])).items():
             positions.setdefault(stream, {})[shard] = claim["end"]
             self.lag.setdefault(stream, {})[shard] = claim.get("millisBehind")
             if claim.get("full"):
@@ -346,7 +358,9 @@ class KinesisStreamReader(ShardPlanner, RemembersBatchStart, DataSourceStreamRea
             tasks = []
             for stream, shard_ends in end.items():
                 for shard, stop in shard_ends.items():
-                    begin = start.get(stream, {}).get(shard, dict(TRIM_HORIZON))
+                    # After an upgrade the batch before is the new initial offset: its positions are under "from".
+                    base = start["from"] if is_planned_batch(start) else start
+                    begin = base.get(stream, {}).get(shard, dict(TRIM_HORIZON))
                     if begin != stop and "seq" in stop:
                         tasks.append(ShardTask(stream, shard, begin, self.options, end=stop))
             return tasks

@@ -13,6 +13,7 @@ from collections import defaultdict
 import pytest
 from streaming.pyspark_compat import ReadMaxRows
 
+from streaming.kinesis.claims import ClaimsError
 from streaming.kinesis.data_loss import KinesisDataLossError
 from streaming.kinesis.options import KinesisOptions
 from streaming.kinesis.reader import KinesisStreamReader
@@ -189,6 +190,21 @@ def test_a_batch_run_again_reads_exactly_what_its_first_run_read(kinesis_endpoin
     # and the next batch starts where the claim says, not where the replay could have gone (a read that stopped
     # at its budget is followed by another batch without asking Kinesis first: here an empty one)
     assert [batch for batch in read_by_hand(fresh, second, 10) if batch] == [[f"s{i}" for i in range(10)]]
+
+
+def test_another_checkpoints_claim_is_refused_not_read_to(kinesis_endpoint):
+    """A claims folder shared with another checkpoint (a rewound or replaced one) holds a claim of the same batch
+    and shard read from another start: the task fails rather than read to it (that could skip or repeat)."""
+    stream = one_shard_stream(kinesis_endpoint, [f"r{i}" for i in range(5)])
+    options = capped_options(kinesis_endpoint, stream, cap=10)
+    reader = KinesisStreamReader(options)
+    start = reader.initialOffset()
+    end = reader.latestOffset(start, ReadMaxRows(10))
+    [task] = reader.partitions(start, end)
+    reader.claims.claim(task.batch, task.stream, task.shard,
+                        {"from": {"seq": "1", "sub": -1}, "end": {"seq": "2", "sub": -1}, "rows": 1})
+    with pytest.raises(ClaimsError, match="another checkpoint's claims"):
+        list(reader.read(task))
 
 
 def test_a_missing_stream_is_named(kinesis_endpoint):
@@ -386,6 +402,6 @@ def test_claims_on_s3_are_create_exclusive(s3_endpoint, monkeypatch):
     assert claims.claim(0, "s", "shardId-0", first) is first
     assert claims.claim(0, "s", "shardId-0", later) == first
     claims.claim(1, "s", "shardId-0", later)
-    assert claims.of_batch(0) == {("s", "shardId-0"): first}
+    assert claims.of_batch(0, ["s/shardId-0"]) == {("s", "shardId-0"): first}
     claims.forget_before(1)
-    assert claims.of_batch(0) == {} and claims.of_batch(1) == {("s", "shardId-0"): later}
+    assert claims.get(0, "s", "shardId-0") is None and claims.of_batch(1, ["s/shardId-0"]) == {("s", "shardId-0"): later}
