@@ -393,6 +393,9 @@ class DeltaSparkSink(_AppIdMixin):
         routed = routed.persist()
         ingested_at = F.lit(datetime.now(timezone.utc))  # one time for the batch's four tables
         try:
+            # Fill the cache before the four writes start: jobs started together on an unfilled cache can
+            # compute the same partition (the source's read and the cleaning) on two executors.
+            routed.count()
             work = {table: routed.where(F.col(table).isNotNull()).select(f"{table}.*")
                     .withColumn(ingested_at_column(table), ingested_at) for table in TABLES}
             # Four independent commits: their Spark jobs share the executors.

@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -378,9 +379,13 @@ def test_the_driver_killed_mid_batch_is_survived_without_loss_or_duplicates(clus
     assert_landed_once(lake, prefix, via_kinesis)
     assert_each_batch_committed_once(str(lake))
     # The rerun's executors read each shard the killed batch had claimed exactly to its claim, no further,
-    # and the batch's other shards afresh. (A shard read "again to its claim" more than once is fine: the
-    # sink's four table jobs can each compute it.)
+    # and the batch's other shards afresh.
     rerun = app_id(output)
+    # Each batch's shard was read by one task in all: the sink fills its cache before its four table jobs
+    # start, so no two executors compute the same partition of a batch.
+    tasks = Counter(re.findall(r"kinesis batch (\d+ \S+/shardId-\d+): \d+ records (?:in|read again)",
+                               executor_logs(cluster, rerun)))
+    assert tasks and set(tasks.values()) == {1}, tasks
     replayed = dict(re.findall(rf"kinesis batch {batch} (\S+/shardId-\d+): (\d+) records read again to its claim",
                                executor_logs(cluster, rerun)))
     fresh = {shard for read_batch, shard in fresh_reads(cluster, [rerun]) if read_batch == str(batch)}
