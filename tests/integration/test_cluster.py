@@ -381,13 +381,13 @@ def test_the_driver_killed_mid_batch_is_survived_without_loss_or_duplicates(clus
     # The rerun's executors read each shard the killed batch had claimed exactly to its claim, no further,
     # and the batch's other shards afresh.
     rerun = app_id(output)
+    logs = executor_logs(cluster, rerun)
     # Each batch's shard was read by one task in all: the sink fills its cache before its four table jobs
     # start, so no two executors compute the same partition of a batch.
-    tasks = Counter(re.findall(r"kinesis batch (\d+ \S+/shardId-\d+): \d+ records (?:in|read again)",
-                               executor_logs(cluster, rerun)))
+    tasks = Counter(re.findall(r"kinesis batch (\d+ \S+/shardId-\d+): \d+ records (?:in|read again)", logs))
     assert tasks and set(tasks.values()) == {1}, tasks
     replayed = dict(re.findall(rf"kinesis batch {batch} (\S+/shardId-\d+): (\d+) records read again to its claim",
-                               executor_logs(cluster, rerun)))
+                               logs))
     fresh = {shard for read_batch, shard in fresh_reads(cluster, [rerun]) if read_batch == str(batch)}
     planned = json.loads((checkpoint / "offsets" / str(batch)).read_text().splitlines()[-1])["read"]
     assert {shard: int(replayed.get(shard, -1)) for shard in claimed} == \
