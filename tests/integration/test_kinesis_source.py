@@ -53,12 +53,15 @@ def one_shard_stream(endpoint, values) -> str:
     return stream
 
 
+CLAIMS_ROOT = tempfile.TemporaryDirectory(prefix="claims-")  # removed at exit, with every reader's claims in it
+
+
 def capped_options(endpoint, stream, cap, **more):
     """Options of a reader driven by hand (no Spark), from the stream's start, ``cap`` rows a batch."""
     return KinesisOptions.parse({"streamName": stream, "endpointUrl": endpoint, "awsAccessKey": "x",
                                  "awsSecretKey": "x", "initialPosition": "trim_horizon",
                                  "maxRecordsPerTrigger": str(cap), "shardFetchInterval": "0ms",
-                                 "claimsPath": tempfile.mkdtemp(prefix="claims-"), **more})
+                                 "claimsPath": tempfile.mkdtemp(dir=CLAIMS_ROOT.name), **more})
 
 
 def read_by_hand(reader, start, cap):
