@@ -56,9 +56,8 @@ def test_stream_and_backfill_commit_together_and_the_newest_record_wins(spark, k
                               archive_max_records=10)
     # The backfill runs in several batches (6 with delta-rs, 3 with delta-spark, whose local batch takes ~10 s)
     # while the stream commits fresh posts (below).
-    posts, new_posts, files_per_batch = (60, 20, 6) if settings.sink == "delta-spark" else (60, 20, 3)
-    settings = settings.model_copy(update={"max_files_per_trigger": files_per_batch})
-    first = list(generate(posts, seed=61, dirt=PLAIN))
+    settings = settings.model_copy(update={"max_files_per_trigger": 6 if settings.sink == "delta-spark" else 3})
+    first = list(generate(60, seed=61, dirt=PLAIN))
     produce(first, **kafka_target_args(settings), progress=False)
     run_stream(spark, settings, ["kafka"], available_now=True, archive=True)  # tables + the raw archive
     assert_lake_matches(settings, first, extra_bad=0)
@@ -69,7 +68,7 @@ def test_stream_and_backfill_commit_together_and_the_newest_record_wins(spark, k
 
     # Newer versions reach Kafka after the archive objects were written: their event time is later.
     time.sleep(1.5)
-    newer = updated(first, "Newer") + list(generate(new_posts, seed=62, dirt=PLAIN, first_ind=5_000))
+    newer = updated(first, "Newer") + list(generate(20, seed=62, dirt=PLAIN, first_ind=5_000))
     produce(newer, **kafka_target_args(settings), progress=False)
 
     stopping, outcome = threading.Event(), {}
@@ -87,21 +86,16 @@ def test_stream_and_backfill_commit_together_and_the_newest_record_wins(spark, k
     # batches (~10 s here) already outlast the backfill's first commits, and a stream committing more often
     # than a backfill's MERGE takes can starve the MERGE (README, Not yet).
     backfill_done, trickled = threading.Event(), []
-    trickle_every = None if settings.sink == "delta-spark" else 1.0
+    trickle_every = None if settings.sink == "delta-spark" else 1.0  # None: wait for the backfill's end
 
     def trickle():
-        portion = 0
-        while True:
-            if trickle_every is None:
-                backfill_done.wait()
-            last = backfill_done.is_set()  # one more portion after the backfill's last commit
+        portion, last = 0, False
+        while not last:
+            last = backfill_done.wait(trickle_every)  # the last portion comes after the backfill's last commit
             posts_now = list(generate(3, seed=100 + portion, dirt=PLAIN, first_ind=6_000 + 3 * portion))
             produce(posts_now, **kafka_target_args(settings), progress=False)
             trickled.extend(posts_now)
             portion += 1
-            if last:
-                return
-            backfill_done.wait(trickle_every)
 
     commits_before = delta_commits(lake / "pin")
     versions_before = {table: delta_commits(lake / table) - 1 for table in ("pin", "geo", "user")}
